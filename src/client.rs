@@ -1,0 +1,335 @@
+//! The TCP client: N sessions to one address, each reconnecting after loss.
+
+use std::{fmt, io, sync::Arc, time::Duration};
+
+use tokio::{net::TcpStream, sync::oneshot};
+use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::{
+    codec::MakeCodec, driver, server::new_session, BoxError, EndpointKind, Registry, Request,
+    Session, SessionConfig,
+};
+
+/// Builds a [`Client`]: getty's client options.
+///
+/// | getty                         | here                                  |
+/// |-------------------------------|---------------------------------------|
+/// | `WithServerAddress`           | the `addr` of [`connect`](Self::connect) |
+/// | `WithConnectionNumber`        | [`connection_number`](Self::connection_number) |
+/// | `WithReconnectInterval`       | [`reconnect_interval`](Self::reconnect_interval) |
+/// | `WithReconnectAttempts`       | [`max_reconnect_attempts`](Self::max_reconnect_attempts) |
+///
+/// ```no_run
+/// use getty::Client;
+/// use std::time::Duration;
+///
+/// let builder = Client::builder()
+///     .connection_number(4)
+///     .reconnect_interval(Duration::from_millis(200))
+///     .max_backoff(Duration::from_secs(10))
+///     .max_reconnect_attempts(Some(20));
+/// # let _ = builder;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    config: SessionConfig,
+    connection_number: usize,
+    reconnect_interval: Duration,
+    max_backoff: Duration,
+    max_reconnect_attempts: Option<u32>,
+    connect_timeout: Duration,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            config: SessionConfig::default(),
+            connection_number: 1,
+            reconnect_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_reconnect_attempts: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Settings every session starts with.
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How many sessions to keep to the address (getty's connection
+    /// number). Default 1.
+    pub fn connection_number(mut self, n: usize) -> Self {
+        self.connection_number = n.max(1);
+        self
+    }
+
+    /// The pause before reconnecting after a session ended, and the first
+    /// pause after a failed attempt. Default 500 ms.
+    pub fn reconnect_interval(mut self, interval: Duration) -> Self {
+        self.reconnect_interval = interval;
+        self
+    }
+
+    /// The longest pause between failed attempts; pauses double from the
+    /// reconnect interval up to this. Default 30 s.
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff = max;
+        self
+    }
+
+    /// How many consecutive failed attempts a connection slot makes before
+    /// giving up; `None` (the default) never gives up. A successful
+    /// connection resets the count.
+    pub fn max_reconnect_attempts(mut self, max: Option<u32>) -> Self {
+        self.max_reconnect_attempts = max;
+        self
+    }
+
+    /// How long one connection attempt may take. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Starts the client's connections on the current tokio runtime and
+    /// resolves once each has made its first attempt (connected or failed;
+    /// failed ones keep retrying in the background).
+    ///
+    /// `make` builds each session's service (getty's `NewSessionCallback`);
+    /// it is cloned for every connection slot.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn connect<MC, M, S, R, W>(self, addr: impl Into<String>, codec: MC, make: M) -> Client<W>
+    where
+        MC: MakeCodec<W>,
+        MC::Codec: Decoder<Item = R>,
+        M: Service<Session<W>, Response = S> + Clone + Send + 'static,
+        M::Future: Send + 'static,
+        M::Error: Into<BoxError>,
+        S: Service<Request<R, W>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Response: IntoIterator<Item = W> + Send + 'static,
+        S::Error: Into<BoxError>,
+        R: Send + 'static,
+        W: Send + 'static,
+    {
+        let client = Client {
+            registry: Registry::default(),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let addr: Arc<str> = addr.into().into();
+        let codec = Arc::new(codec);
+        let settings = Arc::new(self);
+        let mut first_attempts = Vec::with_capacity(settings.connection_number);
+        for slot in 0..settings.connection_number {
+            let (tx, rx) = oneshot::channel();
+            first_attempts.push(rx);
+            let span = tracing::info_span!("client", %addr, slot);
+            client.tracker.spawn(
+                run_slot(
+                    Arc::clone(&addr),
+                    Arc::clone(&settings),
+                    Arc::clone(&codec),
+                    make.clone(),
+                    client.clone(),
+                    tx,
+                )
+                .instrument(span),
+            );
+        }
+        client.tracker.close();
+        for rx in first_attempts {
+            let _ = rx.await;
+        }
+        client
+    }
+}
+
+/// A TCP client keeping N sessions to one address (getty's `Client`).
+/// Cheap to clone.
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use getty::{codec::LengthCodec, new_session_fn, Client, Request, Session};
+/// use std::convert::Infallible;
+///
+/// # async fn demo() {
+/// let client = Client::builder()
+///     .connection_number(2)
+///     .connect(
+///         "127.0.0.1:19001",
+///         LengthCodec::new(),
+///         new_session_fn(|_: &Session| {
+///             Ok::<_, Infallible>(tower::service_fn(|req: Request<Bytes>| async move {
+///                 if let Some(reply) = req.message() { println!("got {reply:?}"); }
+///                 Ok::<_, Infallible>(None::<Bytes>)
+///             }))
+///         }),
+///     )
+///     .await;
+/// for session in client.sessions().sessions() {
+///     session.send(Bytes::from_static(b"hello")).await.ok();
+/// }
+/// client.close();
+/// client.closed().await;
+/// # }
+/// ```
+pub struct Client<W = bytes::Bytes> {
+    registry: Registry<W>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl<W> Clone for Client<W> {
+    fn clone(&self) -> Self {
+        Client {
+            registry: self.registry.clone(),
+            stop: self.stop.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
+}
+
+impl<W> fmt::Debug for Client<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("sessions", &self.registry.len())
+            .field("closed", &self.stop.is_cancelled())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+}
+
+impl<W> Client<W> {
+    /// The live sessions.
+    pub fn sessions(&self) -> &Registry<W> {
+        &self.registry
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Stops reconnecting and closes every session (each drains within its
+    /// wait time). Returns at once; [`closed`](Self::closed) waits for the end.
+    pub fn close(&self) {
+        self.stop.cancel();
+        self.registry.close_all();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Resolves once every connection slot has stopped: after
+    /// [`close`](Self::close), or when every slot gave up reconnecting.
+    pub async fn closed(&self) {
+        self.tracker.wait().await;
+    }
+}
+
+async fn run_slot<MC, M, S, R, W>(
+    addr: Arc<str>,
+    settings: Arc<ClientBuilder>,
+    codec: Arc<MC>,
+    mut make: M,
+    client: Client<W>,
+    first_attempt: oneshot::Sender<()>,
+) where
+    MC: MakeCodec<W>,
+    MC::Codec: Decoder<Item = R>,
+    M: Service<Session<W>, Response = S> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    S: Service<Request<R, W>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: IntoIterator<Item = W> + Send + 'static,
+    S::Error: Into<BoxError>,
+    R: Send + 'static,
+    W: Send + 'static,
+{
+    let mut first_attempt = Some(first_attempt);
+    let mut failures: u32 = 0;
+    loop {
+        let attempt = tokio::select! {
+            _ = client.stop.cancelled() => break,
+            r = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&*addr)) => {
+                r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
+            }
+        };
+        let pause = match attempt {
+            Ok(stream) => {
+                failures = 0;
+                let peer = match stream.peer_addr() {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connection lost before it started");
+                        continue;
+                    }
+                };
+                let session = new_session(&stream, peer, EndpointKind::TcpClient, &settings.config);
+                let _registered = client.registry.register(&session);
+                if client.stop.is_cancelled() {
+                    session.close();
+                }
+                let ready: Result<&mut M, BoxError> = make.ready().await.map_err(Into::into);
+                let making = ready.map(|make| make.call(session.clone()));
+                let svc: Result<S, BoxError> = match making {
+                    Ok(making) => making.await.map_err(Into::into),
+                    Err(e) => Err(e),
+                };
+                if let Some(tx) = first_attempt.take() {
+                    let _ = tx.send(());
+                }
+                match svc {
+                    Ok(svc) => {
+                        let span = tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
+                        let codec = codec.make_codec(&session);
+                        driver::run(stream, codec, svc, session).instrument(span).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session refused by the new-session callback");
+                        session.finish();
+                    }
+                }
+                settings.reconnect_interval
+            }
+            Err(e) => {
+                failures += 1;
+                if let Some(tx) = first_attempt.take() {
+                    let _ = tx.send(());
+                }
+                if settings.max_reconnect_attempts.is_some_and(|max| failures >= max) {
+                    tracing::error!(error = %e, failures, "connect failed; giving up");
+                    break;
+                }
+                let pause = settings
+                    .reconnect_interval
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(settings.max_backoff);
+                tracing::warn!(error = %e, failures, retry_in = ?pause, "connect failed");
+                pause
+            }
+        };
+        tokio::select! {
+            _ = client.stop.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! A length-prefixed codec.
+//!
+//! ```text
+//! +---------------+--------------------------+
+//! | length (N B)  | payload (length bytes)   |
+//! +---------------+--------------------------+
+//!  N = 1, 2, 4 or 8; big endian by default; the length counts the payload only
+//! ```
+//!
+//! Decoding a literal byte string:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use getty::codec::LengthCodec;
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut codec = LengthCodec::builder().length_field_bytes(2).new_codec();
+//! let mut buf = BytesMut::from(&b"\x00\x03abc\x00\x01z"[..]);
+//! assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"abc"[..]);
+//! assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"z"[..]);
+//! assert!(codec.decode(&mut buf).unwrap().is_none());
+//! ```
+//!
+//! A declared length above the maximum is an error before any byte of the
+//! payload is buffered or allocated:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use getty::codec::{LengthCodec, LengthCodecError};
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut codec = LengthCodec::builder().max_packet_len(4096).new_codec();
+//! let mut buf = BytesMut::from(&9_000_000u32.to_be_bytes()[..]);
+//! let err = codec.decode(&mut buf).unwrap_err();
+//! assert!(matches!(err, LengthCodecError::TooLarge { len: 9_000_000, max: 4096 }));
+//! assert_eq!(buf.capacity(), 4); // nothing was reserved for the payload
+//! ```
+
+use std::{fmt, io};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::MakeCodec;
+use crate::Session;
+
+/// The error of [`LengthCodec`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LengthCodecError {
+    /// A packet's length is above the maximum.
+    TooLarge {
+        /// The declared (decoding) or given (encoding) length.
+        len: u64,
+        /// The maximum in force.
+        max: usize,
+    },
+    /// The length does not fit the length field (e.g. 300 in one byte).
+    LengthOverflow {
+        /// The payload's length.
+        len: usize,
+        /// The width of the length field.
+        field_bytes: usize,
+    },
+    /// The underlying transport failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for LengthCodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LengthCodecError::TooLarge { len, max } => {
+                write!(f, "packet of {len} bytes exceeds max_packet_len {max}")
+            }
+            LengthCodecError::LengthOverflow { len, field_bytes } => write!(
+                f,
+                "packet of {len} bytes does not fit a {field_bytes}-byte length field"
+            ),
+            LengthCodecError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LengthCodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LengthCodecError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for LengthCodecError {
+    fn from(e: io::Error) -> Self {
+        LengthCodecError::Io(e)
+    }
+}
+
+/// A length-prefixed codec; see the [module docs](self) for the wire format.
+///
+/// Decodes into [`Bytes`] (a slice of the read buffer, no copy) and encodes
+/// anything that is `AsRef<[u8]>`-like: `Bytes`, `BytesMut`, `Vec<u8>`,
+/// `&'static [u8]`, `String`.
+///
+/// Given to a server or client as a [`MakeCodec`], each session gets a copy
+/// whose maximum is the session's
+/// [`max_packet_len`](Session::max_packet_len), so the server's setting
+/// rules.
+#[derive(Debug, Clone, Copy)]
+pub struct LengthCodec {
+    field_bytes: usize,
+    big_endian: bool,
+    max: usize,
+    /// Bytes of payload still to arrive for the packet whose header was read.
+    pending: Option<usize>,
+}
+
+/// Builds a [`LengthCodec`], in the manner of tokio-util's
+/// `LengthDelimitedCodec::builder()`.
+///
+/// ```
+/// use getty::codec::LengthCodec;
+///
+/// let codec = LengthCodec::builder()
+///     .length_field_bytes(2)
+///     .little_endian()
+///     .max_packet_len(1024)
+///     .new_codec();
+/// assert_eq!(codec.max_packet_len(), 1024);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LengthCodecBuilder {
+    codec: LengthCodec,
+}
+
+impl Default for LengthCodec {
+    fn default() -> Self {
+        LengthCodec {
+            field_bytes: 4,
+            big_endian: true,
+            max: 1024 * 1024,
+            pending: None,
+        }
+    }
+}
+
+impl LengthCodec {
+    /// A 4-byte big-endian length prefix, max 1 MiB.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder starting from [`LengthCodec::new`]'s settings.
+    pub fn builder() -> LengthCodecBuilder {
+        LengthCodecBuilder {
+            codec: Self::default(),
+        }
+    }
+
+    /// The largest payload accepted.
+    pub fn max_packet_len(&self) -> usize {
+        self.max
+    }
+
+    /// The largest length the field can express.
+    fn field_max(&self) -> u64 {
+        match self.field_bytes {
+            8 => u64::MAX,
+            n => (1u64 << (n * 8)) - 1,
+        }
+    }
+
+    fn put_len(&self, len: usize, dst: &mut BytesMut) {
+        let n = self.field_bytes;
+        let bytes = if self.big_endian {
+            (len as u64).to_be_bytes()
+        } else {
+            (len as u64).to_le_bytes()
+        };
+        if self.big_endian {
+            dst.put_slice(&bytes[8 - n..]);
+        } else {
+            dst.put_slice(&bytes[..n]);
+        }
+    }
+
+    fn encode_slice(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), LengthCodecError> {
+        let len = payload.len();
+        if len > self.max {
+            return Err(LengthCodecError::TooLarge {
+                len: len as u64,
+                max: self.max,
+            });
+        }
+        if len as u64 > self.field_max() {
+            return Err(LengthCodecError::LengthOverflow {
+                len,
+                field_bytes: self.field_bytes,
+            });
+        }
+        dst.reserve(self.field_bytes + len);
+        self.put_len(len, dst);
+        dst.put_slice(payload);
+        Ok(())
+    }
+}
+
+impl LengthCodecBuilder {
+    /// Width of the length field: 1, 2, 4 (default) or 8 bytes.
+    ///
+    /// # Panics
+    /// On any other width: that is a programming error, not input.
+    pub fn length_field_bytes(&mut self, n: usize) -> &mut Self {
+        assert!(
+            matches!(n, 1 | 2 | 4 | 8),
+            "length field must be 1, 2, 4 or 8 bytes, not {n}"
+        );
+        self.codec.field_bytes = n;
+        self
+    }
+
+    /// The length is big endian (the default).
+    pub fn big_endian(&mut self) -> &mut Self {
+        self.codec.big_endian = true;
+        self
+    }
+
+    /// The length is little endian.
+    pub fn little_endian(&mut self) -> &mut Self {
+        self.codec.big_endian = false;
+        self
+    }
+
+    /// The largest payload accepted, checked before allocating (default 1 MiB).
+    pub fn max_packet_len(&mut self, max: usize) -> &mut Self {
+        self.codec.max = max;
+        self
+    }
+
+    /// The codec.
+    pub fn new_codec(&self) -> LengthCodec {
+        self.codec
+    }
+}
+
+impl Decoder for LengthCodec {
+    type Item = Bytes;
+    type Error = LengthCodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LengthCodecError> {
+        let len = match self.pending {
+            Some(len) => len,
+            None => {
+                let n = self.field_bytes;
+                if src.len() < n {
+                    return Ok(None);
+                }
+                let len = if self.big_endian {
+                    src.get_uint(n)
+                } else {
+                    src.get_uint_le(n)
+                };
+                if len > self.max as u64 {
+                    return Err(LengthCodecError::TooLarge { len, max: self.max });
+                }
+                // In range of `max`, so it fits in usize.
+                let len = len as usize;
+                self.pending = Some(len);
+                len
+            }
+        };
+        if src.len() < len {
+            // Bounded by `max`, checked above.
+            src.reserve(len - src.len());
+            return Ok(None);
+        }
+        self.pending = None;
+        Ok(Some(src.split_to(len).freeze()))
+    }
+}
+
+macro_rules! encode_as_slice {
+    ($($ty:ty),*) => {$(
+        impl Encoder<$ty> for LengthCodec {
+            type Error = LengthCodecError;
+
+            fn encode(&mut self, item: $ty, dst: &mut BytesMut) -> Result<(), LengthCodecError> {
+                self.encode_slice(item.as_ref(), dst)
+            }
+        }
+    )*};
+}
+
+encode_as_slice!(Bytes, BytesMut, Vec<u8>, &'static [u8], String);
+
+impl<W> MakeCodec<W> for LengthCodec
+where
+    LengthCodec: Encoder<W, Error = LengthCodecError>,
+    W: 'static,
+{
+    type Codec = LengthCodec;
+    type Error = LengthCodecError;
+
+    fn make_codec(&self, session: &Session<W>) -> LengthCodec {
+        LengthCodec {
+            max: session.max_packet_len(),
+            pending: None,
+            ..*self
+        }
+    }
+}

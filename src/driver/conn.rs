@@ -1,0 +1,659 @@
+//! The running session: one poll loop that reads, dispatches, writes and
+//! keeps time.
+//!
+//! Each turn of the loop, in order:
+//!
+//! | step      | what                                                        |
+//! |-----------|-------------------------------------------------------------|
+//! | calls     | finished calls, in start order: responses encoded to `wbuf` |
+//! | queue     | `Session::send*` items encoded to `wbuf` (below high water)  |
+//! | dispatch  | next event (error, tick, message): `poll_ready`, then `call` |
+//! | write     | `wbuf` to the socket, only when nothing else moved (batching) or above high water |
+//! | timer     | ticks, read timeout, write timeout, drain deadline          |
+//!
+//! Reading happens inside dispatch and only when a call can start, so a busy
+//! service pushes back on the peer. A turn budget makes a busy session yield.
+//!
+//! Closing is a drain: no more reading; decoded packets, calls in flight,
+//! the queue and `wbuf` finish within the wait time; then the caller closes
+//! the socket and sends `Close` through the stack.
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    io,
+    mem::MaybeUninit,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use bytes::{Buf, BytesMut};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
+    sync::oneshot,
+    time::{Instant, Sleep},
+};
+use tokio_util::codec::{Decoder, Encoder};
+use tower::Service;
+
+use super::{
+    call::{self, Call, Kind},
+    pipeline::Pipeline,
+};
+use crate::{
+    codec::LengthCodecError, session::queue::Outbound, BoxError, Error, Event, Request, Session,
+};
+
+/// Loop turns before a busy session yields to the runtime.
+const BUDGET: usize = 32;
+/// Bytes waiting to be written above which the driver stops reading and
+/// encoding until the socket takes them.
+const HIGH_WATER: usize = 64 * 1024;
+/// Stack buffer an idle session reads into, so it holds no heap buffer
+/// while it waits.
+const SCRATCH: usize = 8 * 1024;
+/// Heap read buffer size once data flows.
+const READ_CHUNK: usize = 16 * 1024;
+/// Room guaranteed before a read into the heap buffer.
+const MIN_READ: usize = 1024;
+/// First allocation of the write buffer.
+const WRITE_CHUNK: usize = 8 * 1024;
+/// Header bytes tolerated above `max_packet_len` in the buffer guard.
+const GUARD_SLACK: usize = 64;
+
+pub(super) type CallOf<S, R, W> = Call<<S as Service<Request<R, W>>>::Future>;
+
+pub(super) struct Conn<T, C, R, W> {
+    pub(super) io: T,
+    codec: C,
+    session: Session<W>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    backlog: VecDeque<Outbound<W>>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    pending_msg: Option<R>,
+    pending_error: Option<Error>,
+    pending_tick: bool,
+    max_in_flight: usize,
+    /// Reading from the socket continues (no EOF, not closing).
+    reading: bool,
+    eof: bool,
+    /// The socket cannot be written: drop output.
+    pub(super) broken: bool,
+    /// An error was raised; later ones are only logged.
+    failed: bool,
+    needs_flush: bool,
+    /// `poll_ready` failed or panicked: the service can take no more events.
+    pub(super) service_dead: bool,
+    /// The drain deadline passed or the session was forced: stop now.
+    abandon: bool,
+    drain_deadline: Option<Instant>,
+    last_read: Instant,
+    next_tick: Option<Instant>,
+    stalled_since: Option<Instant>,
+    armed: Option<Instant>,
+}
+
+impl<T, C, R, W> Conn<T, C, R, W>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
+    <C as Decoder>::Error: Into<BoxError>,
+{
+    pub(super) fn new(io: T, codec: C, session: Session<W>) -> Self {
+        let now = Instant::now();
+        Conn {
+            io,
+            codec,
+            max_in_flight: session.max_in_flight(),
+            session,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            backlog: VecDeque::new(),
+            flush_waiters: Vec::new(),
+            pending_msg: None,
+            pending_error: None,
+            pending_tick: false,
+            reading: true,
+            eof: false,
+            broken: false,
+            failed: false,
+            needs_flush: false,
+            service_dead: false,
+            abandon: false,
+            drain_deadline: None,
+            last_read: now,
+            next_tick: None,
+            stalled_since: None,
+            armed: None,
+        }
+    }
+
+    pub(super) fn poll_run<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        svc: &mut S,
+        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<()>
+    where
+        S: Service<Request<R, W>>,
+        S::Response: IntoIterator<Item = W>,
+        S::Error: Into<BoxError>,
+    {
+        self.session.queue().register(cx);
+        for _ in 0..BUDGET {
+            if self.session.is_forced() {
+                return Poll::Ready(());
+            }
+            if self.session.is_closed() {
+                self.begin_drain();
+            }
+            let mut progress = self.poll_calls::<S>(cx, calls.as_mut());
+            progress |= self.fill_from_queue();
+            progress |= self.dispatch(cx, svc, calls.as_mut());
+            if self.service_dead {
+                return Poll::Ready(());
+            }
+            if !progress || self.wbuf.len() >= HIGH_WATER {
+                progress |= self.poll_write(cx);
+            }
+            progress |= self.poll_timer(cx, timer.as_mut());
+            if self.is_done(calls.len()) {
+                return Poll::Ready(());
+            }
+            if !progress {
+                self.release_idle_buffers();
+                return Poll::Pending;
+            }
+        }
+        // One busy session must not starve the others on this worker.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    // ----- events and failures ---------------------------------------------
+
+    /// Starts closing: no more reading, finish what is there within the wait time.
+    fn begin_drain(&mut self) {
+        if self.drain_deadline.is_none() {
+            self.session.close();
+            self.drain_deadline = Some(Instant::now() + self.session.wait_time());
+            self.reading = false;
+            self.pending_tick = false;
+        }
+    }
+
+    /// Raises the session's error: it passes the stack as `Event::Error`,
+    /// then the session drains and closes. Only the first error is raised.
+    fn fail(&mut self, error: Error) {
+        if self.failed {
+            tracing::debug!(%error, "further error while closing");
+            return;
+        }
+        match &error {
+            Error::Io { .. } | Error::UnexpectedEof { .. } | Error::ReadTimeout { .. } => {
+                tracing::debug!(%error, "session failed")
+            }
+            _ => tracing::warn!(%error, "session failed"),
+        }
+        self.failed = true;
+        self.pending_error = Some(error);
+        self.begin_drain();
+    }
+
+    fn io_failed(&mut self, source: io::Error) {
+        self.broken = true;
+        self.wbuf = BytesMut::new();
+        self.rbuf = BytesMut::new();
+        self.fail(Error::Io {
+            peer: self.session.peer_addr().clone(),
+            source,
+        });
+    }
+
+    fn codec_failed(&mut self, e: impl Into<BoxError>) {
+        self.rbuf = BytesMut::new();
+        let peer = self.session.peer_addr().clone();
+        let error = match e.into().downcast::<LengthCodecError>() {
+            Ok(e) => match *e {
+                LengthCodecError::TooLarge { len, max } => Error::PacketTooLarge {
+                    peer,
+                    len: usize::try_from(len).unwrap_or(usize::MAX),
+                    max,
+                },
+                other => Error::Codec {
+                    peer,
+                    source: Box::new(other),
+                },
+            },
+            Err(source) => Error::Codec { peer, source },
+        };
+        self.fail(error);
+    }
+
+    fn handler_failed(&mut self, kind: Kind, error: Error) {
+        match kind {
+            Kind::Error | Kind::Close | Kind::Open => {
+                tracing::warn!(event = kind.name(), %error, "service failed handling the event")
+            }
+            Kind::Message | Kind::Tick => self.fail(error),
+        }
+    }
+
+    // ----- the steps of a turn ---------------------------------------------
+
+    fn poll_calls<S>(&mut self, cx: &mut Context<'_>, mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>) -> bool
+    where
+        S: Service<Request<R, W>>,
+        S::Response: IntoIterator<Item = W>,
+        S::Error: Into<BoxError>,
+    {
+        let mut progress = false;
+        while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
+            progress = true;
+            match result {
+                Ok(response) => self.encode_all(response),
+                Err(e) => self.handler_failed(kind, e),
+            }
+        }
+        progress
+    }
+
+    /// Encodes a response's packets into the write buffer.
+    pub(super) fn encode_all(&mut self, packets: impl IntoIterator<Item = W>) {
+        for pkg in packets {
+            if !self.encode(pkg) {
+                break;
+            }
+        }
+    }
+
+    fn encode(&mut self, pkg: W) -> bool {
+        if self.broken {
+            return false;
+        }
+        match encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
+            Ok(()) => true,
+            Err(e) => {
+                self.codec_failed(e);
+                false
+            }
+        }
+    }
+
+    /// Moves `Session::send*` items into the write buffer.
+    fn fill_from_queue(&mut self) -> bool {
+        let queue = self.session.queue();
+        if self.broken {
+            self.backlog.clear();
+            self.flush_waiters.clear();
+            queue.discard();
+            return false;
+        }
+        let mut taken = 0;
+        let mut failure = None;
+        while self.wbuf.len() < HIGH_WATER {
+            let item = match self.backlog.pop_front() {
+                Some(item) => item,
+                None => {
+                    queue.swap(&mut self.backlog);
+                    match self.backlog.pop_front() {
+                        Some(item) => item,
+                        None => break,
+                    }
+                }
+            };
+            taken += 1;
+            match item {
+                Outbound::Packet(pkg) => {
+                    if let Err(e) = encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Outbound::Bytes(b) => self.wbuf.extend_from_slice(&b),
+                Outbound::Vectored(bufs) => {
+                    for b in bufs {
+                        self.wbuf.extend_from_slice(&b);
+                    }
+                }
+                Outbound::Flush(tx) => {
+                    self.flush_waiters.push(tx);
+                    self.needs_flush = true;
+                }
+            }
+        }
+        queue.release(taken);
+        if let Some(e) = failure {
+            self.codec_failed(e);
+        }
+        taken > 0
+    }
+
+    /// Starts calls while there is room in flight and something to handle.
+    fn dispatch<S>(&mut self, cx: &mut Context<'_>, svc: &mut S, mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>) -> bool
+    where
+        S: Service<Request<R, W>>,
+        S::Error: Into<BoxError>,
+    {
+        let mut progress = false;
+        while calls.len() < self.max_in_flight {
+            if self.pending_error.is_none() && !self.pending_tick && self.pending_msg.is_none() {
+                self.pending_msg = self.next_message(cx);
+            }
+            let event = if self.pending_error.is_some() {
+                Kind::Error
+            } else if self.pending_tick {
+                Kind::Tick
+            } else if self.pending_msg.is_some() {
+                Kind::Message
+            } else {
+                break;
+            };
+            match call::poll_ready(svc, cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => {
+                    tracing::error!(%error, "service cannot take events; session abandoned");
+                    self.service_dead = true;
+                    return true;
+                }
+            }
+            let event = match event {
+                Kind::Error => self.pending_error.take().map(Event::Error),
+                Kind::Tick => {
+                    self.pending_tick = false;
+                    Some(Event::Tick)
+                }
+                _ => self.pending_msg.take().map(Event::Message),
+            };
+            let Some(event) = event else { break };
+            match call::start(svc, Request::new(self.session.clone(), event)) {
+                Ok(c) => calls.as_mut().push(c),
+                Err((kind, e)) => self.handler_failed(kind, e),
+            }
+            progress = true;
+        }
+        progress
+    }
+
+    /// The next decoded packet, reading from the socket as needed.
+    fn next_message(&mut self, cx: &mut Context<'_>) -> Option<R> {
+        loop {
+            if !self.rbuf.is_empty() {
+                match self.codec.decode(&mut self.rbuf) {
+                    Ok(Some(m)) => return Some(self.received(m)),
+                    Ok(None) => {
+                        let max = self.session.max_packet_len();
+                        if self.rbuf.len() > max.saturating_add(GUARD_SLACK) {
+                            let len = self.rbuf.len();
+                            self.rbuf = BytesMut::new();
+                            self.fail(Error::PacketTooLarge {
+                                peer: self.session.peer_addr().clone(),
+                                len,
+                                max,
+                            });
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        self.codec_failed(e);
+                        return None;
+                    }
+                }
+            }
+            if self.eof {
+                if self.rbuf.is_empty() {
+                    self.begin_drain();
+                    return None;
+                }
+                // The codec may complete a last packet at end of stream.
+                return match self.codec.decode_eof(&mut self.rbuf) {
+                    Ok(Some(m)) => Some(self.received(m)),
+                    _ => {
+                        let buffered = self.rbuf.len();
+                        self.rbuf = BytesMut::new();
+                        self.fail(Error::UnexpectedEof {
+                            peer: self.session.peer_addr().clone(),
+                            buffered,
+                        });
+                        None
+                    }
+                };
+            }
+            if !self.reading {
+                if !self.rbuf.is_empty() {
+                    tracing::debug!(bytes = self.rbuf.len(), "closing: dropping an incomplete packet");
+                    self.rbuf = BytesMut::new();
+                }
+                return None;
+            }
+            if self.wbuf.len() >= HIGH_WATER {
+                // The peer is not reading what we write: stop reading until it does.
+                return None;
+            }
+            match poll_read_some(&mut self.io, &mut self.rbuf, cx) {
+                Poll::Pending => return None,
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(n)) => {
+                    crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
+                    self.last_read = Instant::now();
+                }
+                Poll::Ready(Err(e)) => {
+                    self.io_failed(e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn received(&mut self, m: R) -> R {
+        crate::session::Counters::add(&self.session.counters().packets_in, 1);
+        self.session.update_active();
+        m
+    }
+
+    /// Writes the buffer, then flushes. True when anything moved.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.broken {
+            return false;
+        }
+        let mut progress = false;
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+                Poll::Ready(Ok(0)) => {
+                    self.io_failed(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.wbuf.advance(n);
+                    crate::session::Counters::add(&self.session.counters().bytes_out, n as u64);
+                    self.stalled_since = None;
+                    self.needs_flush = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.io_failed(e);
+                    return true;
+                }
+                Poll::Pending => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return progress;
+                }
+            }
+        }
+        if self.needs_flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    for tx in self.flush_waiters.drain(..) {
+                        let _ = tx.send(());
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.io_failed(e);
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        progress
+    }
+
+    /// Fires what is due and arms the timer for the next deadline.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> bool {
+        let now = Instant::now();
+        let mut fired = false;
+        if let Some(deadline) = self.drain_deadline {
+            if now >= deadline {
+                tracing::debug!("wait time over: abandoning what is left to write");
+                self.abandon = true;
+                return true;
+            }
+        } else {
+            match self.session.cron_period() {
+                Some(period) => {
+                    let next = *self.next_tick.get_or_insert(now + period);
+                    if now >= next {
+                        self.pending_tick = true;
+                        self.next_tick = Some(now + period);
+                        fired = true;
+                    }
+                }
+                None => self.next_tick = None,
+            }
+        }
+        let read_timeout = self.session.read_timeout().filter(|_| self.reading);
+        if let Some(timeout) = read_timeout {
+            if now >= self.last_read + timeout {
+                self.fail(Error::ReadTimeout {
+                    peer: self.session.peer_addr().clone(),
+                    timeout,
+                });
+                fired = true;
+            }
+        }
+        let write_timeout = self.session.write_timeout().filter(|_| !self.wbuf.is_empty() && !self.broken);
+        if let (Some(timeout), Some(since)) = (write_timeout, self.stalled_since) {
+            if now >= since + timeout {
+                let pending = self.wbuf.len();
+                self.broken = true;
+                self.wbuf = BytesMut::new();
+                self.fail(Error::WriteTimeout {
+                    peer: self.session.peer_addr().clone(),
+                    timeout,
+                    pending,
+                });
+                fired = true;
+            }
+        }
+
+        // The earliest deadline still ahead.
+        let mut next = self.drain_deadline;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
+        if self.drain_deadline.is_none() {
+            consider(self.next_tick);
+        }
+        if self.reading {
+            consider(self.session.read_timeout().map(|t| self.last_read + t));
+        }
+        if !self.wbuf.is_empty() && !self.broken {
+            consider(
+                self.session
+                    .write_timeout()
+                    .zip(self.stalled_since)
+                    .map(|(t, s)| s + t),
+            );
+        }
+        match next {
+            None => self.armed = None,
+            Some(deadline) => {
+                // Re-arm only for an earlier deadline; a timer that fires
+                // early just leads here again (cheaper than a reset per turn).
+                if self.armed.is_none_or(|armed| deadline < armed) {
+                    timer.as_mut().reset(deadline);
+                    self.armed = Some(deadline);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.armed = None;
+                    fired = true;
+                }
+            }
+        }
+        fired
+    }
+
+    fn is_done(&self, in_flight: usize) -> bool {
+        self.abandon
+            || (self.drain_deadline.is_some()
+                && in_flight == 0
+                && self.pending_error.is_none()
+                && self.pending_msg.is_none()
+                && self.rbuf.is_empty()
+                && self.backlog.is_empty()
+                && (self.broken || (self.wbuf.is_empty() && !self.needs_flush))
+                && self.session.queue().is_empty())
+    }
+
+    /// An idle session keeps no buffers: they come back when data flows.
+    fn release_idle_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+        if self.backlog.is_empty() && self.backlog.capacity() > 0 {
+            self.backlog = VecDeque::new();
+        }
+        if self.flush_waiters.is_empty() && self.flush_waiters.capacity() > 0 {
+            self.flush_waiters = Vec::new();
+        }
+    }
+
+    /// Closes the write side, bounded by the wait time.
+    pub(super) async fn shutdown(&mut self) {
+        if self.broken {
+            return;
+        }
+        let wait = self.session.wait_time();
+        let _ = tokio::time::timeout(wait, self.io.shutdown()).await;
+    }
+}
+
+/// Encodes one packet into the write buffer, counting it.
+fn encode_packet<C: Encoder<W>, W>(codec: &mut C, wbuf: &mut BytesMut, session: &Session<W>, pkg: W) -> Result<(), C::Error> {
+    if wbuf.capacity() == 0 {
+        wbuf.reserve(WRITE_CHUNK);
+    }
+    codec.encode(pkg, wbuf)?;
+    crate::session::Counters::add(&session.counters().packets_out, 1);
+    Ok(())
+}
+
+/// Reads what is available. With no read buffer allocated (an idle
+/// session) it reads into a stack buffer first and allocates only when data
+/// arrived, so waiting costs no heap memory.
+fn poll_read_some<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if buf.capacity() == 0 {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
+        let mut rb = ReadBuf::uninit(&mut scratch);
+        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+        let filled = rb.filled();
+        if !filled.is_empty() {
+            buf.reserve(READ_CHUNK.max(filled.len()));
+            buf.extend_from_slice(filled);
+        }
+        return Poll::Ready(Ok(filled.len()));
+    }
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}

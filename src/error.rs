@@ -1,0 +1,175 @@
+//! Errors: what went wrong with a session, and why a send was refused.
+
+use std::{error::Error as StdError, fmt, io, time::Duration};
+
+use crate::Addr;
+
+/// A type-erased error, as tower uses for service errors.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a session failed.
+///
+/// Every failure of a session reaches its service stack as an
+/// [`Event::Error`](crate::Event::Error) carrying one of these, followed by
+/// [`Event::Close`](crate::Event::Close). Each variant names the peer so a log
+/// line is actionable on its own.
+///
+/// ```
+/// use getty::{Addr, Error};
+///
+/// let peer: Addr = "127.0.0.1:5555".parse::<std::net::SocketAddr>().unwrap().into();
+/// let err = Error::PacketTooLarge { peer, len: 9_000_000, max: 4096 };
+/// assert_eq!(
+///     err.to_string(),
+///     "packet of 9000000 bytes exceeds max_packet_len 4096 from 127.0.0.1:5555"
+/// );
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading from or writing to the socket failed.
+    Io {
+        /// The remote address.
+        peer: Addr,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The codec refused the bytes it was given (or could not encode a packet).
+    Codec {
+        /// The remote address.
+        peer: Addr,
+        /// The codec's error.
+        source: BoxError,
+    },
+    /// More bytes are buffered without a complete packet than the session's
+    /// `max_packet_len` allows. Raised by the driver for any codec, before the
+    /// buffer can grow further.
+    PacketTooLarge {
+        /// The remote address.
+        peer: Addr,
+        /// The size seen (declared by a length prefix, or buffered).
+        len: usize,
+        /// The session's limit.
+        max: usize,
+    },
+    /// The peer closed its side in the middle of a packet.
+    UnexpectedEof {
+        /// The remote address.
+        peer: Addr,
+        /// Bytes of the incomplete packet that were received.
+        buffered: usize,
+    },
+    /// Nothing was received for longer than the session's read timeout.
+    ReadTimeout {
+        /// The remote address.
+        peer: Addr,
+        /// The read timeout in force.
+        timeout: Duration,
+    },
+    /// Queued bytes could not be written for longer than the write timeout:
+    /// the peer does not read.
+    WriteTimeout {
+        /// The remote address.
+        peer: Addr,
+        /// The write timeout in force.
+        timeout: Duration,
+        /// Bytes still waiting to be written.
+        pending: usize,
+    },
+    /// The service stack returned an error for an event.
+    Handler {
+        /// The service's error.
+        source: BoxError,
+    },
+    /// The service stack panicked while handling an event. The panic was
+    /// contained; the session is closed.
+    HandlerPanic {
+        /// The panic message, when it was a string.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { peer, source } => write!(f, "i/o error with {peer}: {source}"),
+            Error::Codec { peer, source } => write!(f, "{source} from {peer}"),
+            Error::PacketTooLarge { peer, len, max } => write!(
+                f,
+                "packet of {len} bytes exceeds max_packet_len {max} from {peer}"
+            ),
+            Error::UnexpectedEof { peer, buffered } => write!(
+                f,
+                "{peer} closed the connection in the middle of a packet ({buffered} bytes received)"
+            ),
+            Error::ReadTimeout { peer, timeout } => {
+                write!(f, "nothing received from {peer} for {timeout:?} (read timeout)")
+            }
+            Error::WriteTimeout {
+                peer,
+                timeout,
+                pending,
+            } => write!(
+                f,
+                "{peer} did not read for {timeout:?} with {pending} bytes pending (write timeout)"
+            ),
+            Error::Handler { source } => write!(f, "service error: {source}"),
+            Error::HandlerPanic { message } => write!(f, "service panicked: {message}"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Codec { source, .. } | Error::Handler { source } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`Session::send`](crate::Session::send) and its siblings refused a packet.
+///
+/// getty's rule holds: there are no retries inside the library; the caller
+/// decides what to do with a refused packet.
+///
+/// ```
+/// use getty::SendError;
+///
+/// assert_eq!(SendError::Blocked.to_string(), "outbound queue is full (session blocked)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The outbound queue is full ([`try_send`](crate::Session::try_send) only).
+    Blocked,
+    /// The session is closed or closing; nothing more is accepted.
+    Closed,
+    /// No room appeared in the queue before the timeout
+    /// ([`send_timeout`](crate::Session::send_timeout) only).
+    Timeout,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Blocked => "outbound queue is full (session blocked)",
+            SendError::Closed => "session closed",
+            SendError::Timeout => "timed out waiting for room in the outbound queue",
+        })
+    }
+}
+
+impl StdError for SendError {}
+
+/// Renders a panic payload as text for logs and [`Error::HandlerPanic`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

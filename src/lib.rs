@@ -1,0 +1,71 @@
+//! # getty
+//!
+//! A netty-like asynchronous network library on tokio and tower, after the
+//! Go library [getty](https://github.com/AlexStocks/getty).
+//!
+//! A connection is a [`Session`]. Its bytes become packets through a codec
+//! (any [`tokio_util::codec`] `Decoder`/`Encoder`, or a getty-style
+//! [`ReadWriter`](codec::ReadWriter)), and every moment of its life
+//! ([`Event::Open`], `Message`, `Tick`, `Error`, `Close`) passes a tower
+//! [`Service`](tower::Service) stack as a [`Request`]. The innermost service
+//! is usually an [`EventListener`] adapted by [`ListenerService`]; any tower
+//! layer can wrap it.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use getty::{codec::LengthCodec, new_session_fn, EventListener, ListenerService, Server, Session};
+//!
+//! struct Echo;
+//!
+//! impl EventListener<Bytes> for Echo {
+//!     fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
+//!         Some(pkg)
+//!     }
+//! }
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let server = Server::builder().bind("127.0.0.1:0").await?;
+//! println!("listening on {}", server.local_addr());
+//! let handle = server.serve(
+//!     LengthCodec::new(),
+//!     new_session_fn(|_: &Session| Ok::<_, getty::BoxError>(ListenerService::new(Echo))),
+//! );
+//! handle.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## getty names
+//!
+//! | getty                              | here                                      |
+//! |------------------------------------|-------------------------------------------|
+//! | `Session`                          | [`Session`]                               |
+//! | `EventListener` (`OnOpen`, ...)    | [`EventListener`], [`ListenerService`]    |
+//! | `ReadWriter` / package handler     | [`codec::ReadWriter`], any tokio-util codec |
+//! | `NewSessionCallback`               | a tower `MakeService`, [`new_session_fn`] |
+//! | `WritePkg` / `WriteBytes` / `WriteBytesArray` | [`Session::send`], [`Session::send_bytes`], [`Session::send_bytes_vectored`] |
+//! | `SetCronPeriod`, `SetReadTimeout`, ... | [`SessionConfig`], `Session::set_*`   |
+//! | `NewTCPServer` / `RunEventLoop`    | [`Server::builder`], [`Server::serve`]    |
+//! | `NewTCPClient`, `WithConnectionNumber`, `WithReconnectInterval` | [`Client::builder`] |
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+mod addr;
+mod client;
+pub mod codec;
+mod driver;
+mod error;
+mod event;
+mod listener;
+mod registry;
+mod server;
+mod session;
+
+pub use addr::Addr;
+pub use client::{Client, ClientBuilder};
+pub use error::{BoxError, Error, SendError};
+pub use event::{Event, Request};
+pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};
+pub use registry::Registry;
+pub use server::{Server, ServerBuilder, ServerHandle};
+pub use session::{EndpointKind, Session, SessionConfig, SessionStats};

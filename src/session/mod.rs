@@ -1,0 +1,552 @@
+//! The [`Session`] handle: one per connection.
+
+mod attributes;
+mod callbacks;
+mod config;
+pub(crate) mod queue;
+mod stats;
+
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+pub use self::config::SessionConfig;
+pub use self::stats::SessionStats;
+use self::{
+    attributes::Attributes,
+    callbacks::{run_contained, CloseCallbacks},
+    queue::{Outbound, Queue},
+};
+pub(crate) use self::stats::Counters;
+use crate::{Addr, SendError};
+
+/// What kind of endpoint a session belongs to (getty's `EndPointType`).
+///
+/// ```
+/// assert_eq!(getty::EndpointKind::TcpServer.to_string(), "tcp-server");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointKind {
+    /// A session accepted by a TCP server.
+    TcpServer,
+    /// A session opened by a TCP client.
+    TcpClient,
+    /// A session made by hand with [`Session::new`], attached to no socket.
+    Detached,
+}
+
+impl EndpointKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::TcpServer => "tcp-server",
+            EndpointKind::TcpClient => "tcp-client",
+            EndpointKind::Detached => "detached",
+        }
+    }
+}
+
+impl fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `u64::MAX` nanoseconds stands for "no duration".
+const NONE: u64 = u64::MAX;
+
+fn to_nanos(d: Option<Duration>) -> u64 {
+    d.map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1))
+}
+
+fn from_nanos(n: u64) -> Option<Duration> {
+    (n != NONE).then(|| Duration::from_nanos(n))
+}
+
+/// The start of the process-wide clock that last-active times count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+struct Settings {
+    max_packet_len: AtomicUsize,
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    cron_period: AtomicU64,
+    wait_time: AtomicU64,
+    max_in_flight: AtomicUsize,
+}
+
+struct Inner<W> {
+    id: u64,
+    kind: EndpointKind,
+    local: Addr,
+    peer: Addr,
+    name: Mutex<Cow<'static, str>>,
+    attributes: Mutex<Attributes>,
+    callbacks: Mutex<CloseCallbacks>,
+    active: AtomicU64,
+    counters: Counters,
+    settings: Settings,
+    queue: Queue<W>,
+    closed: AtomicBool,
+    forced: AtomicBool,
+    finished: AtomicBool,
+    finished_notify: Notify,
+}
+
+/// One connection: a cheap, cloneable, `Send + Sync` handle.
+///
+/// It carries what getty's `Session` does: id, name, addresses, typed
+/// attributes, the last-active time, traffic stats, per-session settings,
+/// close callbacks, and the outbound side ([`send`](Session::send) and
+/// friends). `W` is the packet type the session's encoder writes.
+///
+/// Sessions are made by servers and clients; [`Session::new`] makes a
+/// detached one, handy for testing a service without a socket.
+///
+/// ```
+/// use getty::{Addr, EndpointKind, Session, SessionConfig};
+///
+/// let session: Session<String> =
+///     Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+/// session.set_name("demo");
+/// session.set_attribute(42u32);
+/// assert_eq!(session.attribute::<u32>(), Some(42));
+/// assert_eq!(session.name(), "demo");
+/// session.close();
+/// assert!(session.is_closed());
+/// ```
+pub struct Session<W = Bytes> {
+    inner: Arc<Inner<W>>,
+}
+
+impl<W> Clone for Session<W> {
+    fn clone(&self) -> Self {
+        Session {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<W> fmt::Debug for Session<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("name", &*lock(&self.inner.name))
+            .field("kind", &self.inner.kind)
+            .field("local", &self.inner.local)
+            .field("peer", &self.inner.peer)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<W> fmt::Display for Session<W> {
+    /// getty's session token: `name-id local->peer`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{} {}->{}",
+            lock(&self.inner.name),
+            self.inner.id,
+            self.inner.local,
+            self.inner.peer
+        )
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (every critical section here is a single call on the data).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<W> Session<W> {
+    /// Makes a session attached to no connection: what is sent to it waits in
+    /// its queue. Servers and clients make their own sessions; this is for
+    /// tests of services and for custom transports.
+    ///
+    /// ```
+    /// use getty::{Addr, EndpointKind, Session, SessionConfig, SendError};
+    ///
+    /// let s: Session<u8> = Session::new(
+    ///     EndpointKind::Detached, Addr::Unknown, Addr::Unknown,
+    ///     SessionConfig::default().queue_capacity(1),
+    /// );
+    /// assert!(s.try_send(1).is_ok());
+    /// assert_eq!(s.try_send(2), Err(SendError::Blocked));
+    /// ```
+    pub fn new(kind: EndpointKind, local: Addr, peer: Addr, config: SessionConfig) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Session {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                kind,
+                local,
+                peer,
+                name: Mutex::new(Cow::Borrowed(kind.as_str())),
+                attributes: Mutex::default(),
+                callbacks: Mutex::default(),
+                active: AtomicU64::new(now_nanos()),
+                counters: Counters::default(),
+                settings: Settings {
+                    max_packet_len: AtomicUsize::new(config.max_packet_len),
+                    read_timeout: AtomicU64::new(to_nanos(config.read_timeout)),
+                    write_timeout: AtomicU64::new(to_nanos(config.write_timeout)),
+                    cron_period: AtomicU64::new(to_nanos(config.cron_period)),
+                    wait_time: AtomicU64::new(to_nanos(Some(config.wait_time))),
+                    max_in_flight: AtomicUsize::new(config.max_in_flight.max(1)),
+                },
+                queue: Queue::new(config.queue_capacity),
+                closed: AtomicBool::new(false),
+                forced: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
+                finished_notify: Notify::new(),
+            }),
+        }
+    }
+
+    /// The session's id, unique within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The session's name; by default its endpoint kind (`"tcp-server"`).
+    pub fn name(&self) -> String {
+        lock(&self.inner.name).to_string()
+    }
+
+    /// Names the session (getty's `SetName`), usually in the new-session callback.
+    pub fn set_name(&self, name: impl Into<String>) {
+        *lock(&self.inner.name) = Cow::Owned(name.into());
+    }
+
+    /// What kind of endpoint made this session.
+    pub fn kind(&self) -> EndpointKind {
+        self.inner.kind
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> &Addr {
+        &self.inner.local
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> &Addr {
+        &self.inner.peer
+    }
+
+    // ----- attributes -------------------------------------------------------
+
+    /// Stores a value of type `T`, returning the previous one (getty's
+    /// `SetAttribute`, keyed by type).
+    pub fn set_attribute<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        lock(&self.inner.attributes).insert(value)
+    }
+
+    /// A clone of the stored `T` (getty's `GetAttribute`).
+    pub fn attribute<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.attributes).get::<T>().cloned()
+    }
+
+    /// Runs `f` on the stored `T` in place (no clone). Keep `f` short: the
+    /// attribute map is locked while it runs.
+    ///
+    /// ```
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// s.set_attribute(Vec::<u32>::new());
+    /// s.with_attribute(|v: Option<&mut Vec<u32>>| v.map(|v| v.push(7)));
+    /// assert_eq!(s.attribute::<Vec<u32>>(), Some(vec![7]));
+    /// ```
+    pub fn with_attribute<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(Option<&mut T>) -> R) -> R {
+        f(lock(&self.inner.attributes).get_mut::<T>())
+    }
+
+    /// Removes and returns the stored `T` (getty's `RemoveAttribute`).
+    pub fn remove_attribute<T: Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.attributes).remove::<T>()
+    }
+
+    // ----- activity and stats ----------------------------------------------
+
+    /// When a packet was last received (getty's `GetActive`). The driver
+    /// updates it on every decoded packet, never on send; it starts at the
+    /// session's creation.
+    pub fn active(&self) -> Instant {
+        epoch() + Duration::from_nanos(self.inner.active.load(Ordering::Relaxed))
+    }
+
+    /// Marks the session active now (getty's `UpdateActive`), e.g. when a
+    /// heartbeat reply arrives through a path the driver does not see.
+    pub fn update_active(&self) {
+        self.inner.active.store(now_nanos(), Ordering::Relaxed);
+    }
+
+    /// A snapshot of the traffic counters (getty's `Stat`).
+    pub fn stats(&self) -> SessionStats {
+        self.inner.counters.snapshot()
+    }
+
+    // ----- settings --------------------------------------------------------
+
+    /// The largest packet accepted, in bytes.
+    pub fn max_packet_len(&self) -> usize {
+        self.inner.settings.max_packet_len.load(Ordering::Relaxed)
+    }
+
+    /// Sets the largest packet accepted (getty's `SetMaxMsgLen`). A codec
+    /// made per session (such as [`LengthCodec`](crate::codec::LengthCodec))
+    /// reads it when the session starts.
+    pub fn set_max_packet_len(&self, len: usize) {
+        self.inner.settings.max_packet_len.store(len, Ordering::Relaxed);
+    }
+
+    /// The idle-read limit, if any.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        from_nanos(self.inner.settings.read_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Sets the idle-read limit (getty's `SetReadTimeout`); `None` disables it.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        self.store_duration(&self.inner.settings.read_timeout, timeout);
+    }
+
+    /// The write-stall limit, if any.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        from_nanos(self.inner.settings.write_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Sets the write-stall limit (getty's `SetWriteTimeout`); `None` disables it.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) {
+        self.store_duration(&self.inner.settings.write_timeout, timeout);
+    }
+
+    /// The period of [`Event::Tick`](crate::Event::Tick), if any.
+    pub fn cron_period(&self) -> Option<Duration> {
+        from_nanos(self.inner.settings.cron_period.load(Ordering::Relaxed))
+    }
+
+    /// Sets the cron period (getty's `SetCronPeriod`); `None` stops ticks.
+    pub fn set_cron_period(&self, period: Option<Duration>) {
+        self.store_duration(&self.inner.settings.cron_period, period);
+    }
+
+    /// How long a closing session may take to drain.
+    pub fn wait_time(&self) -> Duration {
+        from_nanos(self.inner.settings.wait_time.load(Ordering::Relaxed)).unwrap_or(Duration::MAX)
+    }
+
+    /// Sets how long a closing session may take to drain (getty's `SetWaitTime`).
+    pub fn set_wait_time(&self, wait: Duration) {
+        self.store_duration(&self.inner.settings.wait_time, Some(wait));
+    }
+
+    /// How many events may be in the service at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.settings.max_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Sets how many events may be in the service at once (at least 1). It
+    /// takes effect when the session starts running, so set it in the
+    /// new-session callback.
+    pub fn set_max_in_flight(&self, n: usize) {
+        self.inner.settings.max_in_flight.store(n.max(1), Ordering::Relaxed);
+    }
+
+    fn store_duration(&self, slot: &AtomicU64, d: Option<Duration>) {
+        slot.store(to_nanos(d), Ordering::Relaxed);
+        // Let the driver re-arm its timer with the new value.
+        self.inner.queue.wake_driver();
+    }
+
+    // ----- sending ---------------------------------------------------------
+
+    /// Queues a packet for the encoder, waiting for room when the outbound
+    /// queue is full (backpressure).
+    ///
+    /// `Ok` means the packet is on its way: it is written unless the
+    /// connection dies first, and then the session's stack sees `Error` and
+    /// `Close`. There are no retries inside (getty's rule).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub async fn send(&self, pkg: W) -> Result<(), SendError> {
+        self.inner.queue.send(Outbound::Packet(pkg)).await
+    }
+
+    /// Queues a packet only if there is room now.
+    ///
+    /// # Errors
+    /// [`SendError::Blocked`] when the queue is full, [`SendError::Closed`]
+    /// once the session is closing or closed.
+    pub fn try_send(&self, pkg: W) -> Result<(), SendError> {
+        self.inner.queue.try_send(Outbound::Packet(pkg))
+    }
+
+    /// Like [`send`](Session::send), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`SendError::Timeout`] when no room appeared in time,
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub async fn send_timeout(&self, pkg: W, timeout: Duration) -> Result<(), SendError> {
+        tokio::time::timeout(timeout, self.send(pkg))
+            .await
+            .unwrap_or(Err(SendError::Timeout))
+    }
+
+    /// Queues raw bytes that bypass the encoder (getty's `WriteBytes`).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub async fn send_bytes(&self, bytes: Bytes) -> Result<(), SendError> {
+        self.inner.queue.send(Outbound::Bytes(bytes)).await
+    }
+
+    /// Queues several raw buffers, written back to back with nothing between
+    /// them (getty's `WriteBytesArray`). They take one place in the queue.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub async fn send_bytes_vectored(&self, bufs: Vec<Bytes>) -> Result<(), SendError> {
+        self.inner.queue.send(Outbound::Vectored(bufs)).await
+    }
+
+    /// Resolves once everything queued before this call has been written to
+    /// the socket and flushed.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the session closed before that happened.
+    pub async fn flush(&self) -> Result<(), SendError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.queue.send(Outbound::Flush(tx)).await?;
+        rx.await.map_err(|_| SendError::Closed)
+    }
+
+    // ----- closing ---------------------------------------------------------
+
+    /// Whether [`close`](Session::close) was called or the connection ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the session. Idempotent and safe from any task.
+    ///
+    /// New sends fail from now on; what was queued before is still written,
+    /// within the session's wait time, then the socket is closed,
+    /// [`Event::Close`](crate::Event::Close) passes the stack once and the
+    /// close callbacks run.
+    pub fn close(&self) {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            self.inner.queue.close();
+        }
+    }
+
+    /// Resolves once the session has ended: the socket is closed, `Close`
+    /// passed the stack and the close callbacks ran.
+    pub async fn finished(&self) {
+        loop {
+            let notified = self.inner.finished_notify.notified();
+            if self.inner.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Registers `callback` to run once after the session closes (getty's
+    /// `AddCloseCallback`).
+    ///
+    /// The pair `(handler, key)` identifies it: adding the same pair again
+    /// replaces the callback in place, keeping its position. Callbacks run in
+    /// the order added, after `Close` passed the stack, each once; a panicking
+    /// callback is logged and the others still run. A callback added after
+    /// the callbacks ran is run at once, on the caller's thread.
+    ///
+    /// Keys are any `PartialEq` value, so getty's "non-comparable key" error
+    /// is a compile error here.
+    ///
+    /// ```
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// s.add_close_callback("cleanup", "resources", || println!("closed"));
+    /// s.add_close_callback("cleanup", 7u32, || println!("keys need not share a type"));
+    /// s.remove_close_callback(&"cleanup", &"resources");
+    /// s.remove_close_callback(&"never", &"added"); // a no-op
+    /// assert_eq!(s.close_callback_count(), 1);
+    /// ```
+    pub fn add_close_callback<H, K, F>(&self, handler: H, key: K, callback: F)
+    where
+        H: PartialEq + Send + Sync + 'static,
+        K: PartialEq + Send + Sync + 'static,
+        F: FnOnce() + Send + 'static,
+    {
+        let late = lock(&self.inner.callbacks).add(handler, key, callback);
+        if let Some(callback) = late {
+            run_contained(self.inner.id, Box::new(callback));
+        }
+    }
+
+    /// Removes the callback registered under `(handler, key)`; a no-op when
+    /// there is none (getty's `RemoveCloseCallback`).
+    pub fn remove_close_callback<H, K>(&self, handler: &H, key: &K)
+    where
+        H: PartialEq + Send + Sync + 'static,
+        K: PartialEq + Send + Sync + 'static,
+    {
+        lock(&self.inner.callbacks).remove(handler, key);
+    }
+
+    /// How many close callbacks are registered and not yet run.
+    pub fn close_callback_count(&self) -> usize {
+        lock(&self.inner.callbacks).len()
+    }
+
+    // ----- for the driver --------------------------------------------------
+
+    pub(crate) fn queue(&self) -> &Queue<W> {
+        &self.inner.queue
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Closes without draining: used when a graceful deadline has passed.
+    pub(crate) fn force_close(&self) {
+        self.inner.forced.store(true, Ordering::Release);
+        self.close();
+        self.inner.queue.wake_driver();
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        self.inner.forced.load(Ordering::Acquire)
+    }
+
+    /// The end of a session: runs the close callbacks in order, then wakes
+    /// whoever waits in [`finished`](Session::finished).
+    pub(crate) fn finish(&self) {
+        self.close();
+        let callbacks = lock(&self.inner.callbacks).take();
+        for callback in callbacks {
+            run_contained(self.inner.id, callback);
+        }
+        self.inner.finished.store(true, Ordering::Release);
+        self.inner.finished_notify.notify_waiters();
+    }
+}

@@ -1,0 +1,61 @@
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> SessionStats {
+        SessionStats {
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            packets_in: self.packets_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of a session's traffic counters (getty's `Stat()`).
+///
+/// Bytes count what crossed the socket; packets count what the codec decoded
+/// and encoded. Raw [`send_bytes`](crate::Session::send_bytes) writes count as
+/// bytes, not packets.
+///
+/// ```
+/// use getty::SessionStats;
+///
+/// let s = SessionStats { bytes_in: 10, bytes_out: 20, packets_in: 1, packets_out: 2 };
+/// assert_eq!(s.to_string(), "read bytes: 10, write bytes: 20, read pkgs: 1, write pkgs: 2");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Bytes read from the socket.
+    pub bytes_in: u64,
+    /// Bytes written to the socket.
+    pub bytes_out: u64,
+    /// Packets decoded.
+    pub packets_in: u64,
+    /// Packets encoded for writing.
+    pub packets_out: u64,
+}
+
+impl fmt::Display for SessionStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "read bytes: {}, write bytes: {}, read pkgs: {}, write pkgs: {}",
+            self.bytes_in, self.bytes_out, self.packets_in, self.packets_out
+        )
+    }
+}
