@@ -24,7 +24,11 @@ impl EventListener<Bytes> for Echo {
     }
 
     fn on_message(&mut self, session: &Session, pkg: Bytes) -> Option<Bytes> {
-        println!("[server] {} echoes {:?}", session.id(), String::from_utf8_lossy(&pkg));
+        println!(
+            "[server] {} echoes {:?}",
+            session.id(),
+            String::from_utf8_lossy(&pkg)
+        );
         Some(pkg)
     }
 

@@ -106,7 +106,12 @@ impl ClientBuilder {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub async fn connect<MC, M, S, R, W>(self, addr: impl Into<String>, codec: MC, make: M) -> Client<W>
+    pub async fn connect<MC, M, S, R, W>(
+        self,
+        addr: impl Into<String>,
+        codec: MC,
+        make: M,
+    ) -> Client<W>
     where
         MC: MakeCodec<W>,
         MC::Codec: Decoder<Item = R>,
@@ -301,7 +306,9 @@ async fn run_slot<MC, M, S, R, W>(
                     Ok(svc) => {
                         let span = tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
                         let codec = codec.make_codec(&session);
-                        driver::run(stream, codec, svc, session).instrument(span).await;
+                        driver::run(stream, codec, svc, session)
+                            .instrument(span)
+                            .await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "session refused by the new-session callback");
@@ -315,7 +322,10 @@ async fn run_slot<MC, M, S, R, W>(
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
                 }
-                if settings.max_reconnect_attempts.is_some_and(|max| failures >= max) {
+                if settings
+                    .max_reconnect_attempts
+                    .is_some_and(|max| failures >= max)
+                {
                     tracing::error!(error = %e, failures, "connect failed; giving up");
                     break;
                 }

@@ -103,7 +103,10 @@ impl fmt::Display for Error {
                 "{peer} closed the connection in the middle of a packet ({buffered} bytes received)"
             ),
             Error::ReadTimeout { peer, timeout } => {
-                write!(f, "nothing received from {peer} for {timeout:?} (read timeout)")
+                write!(
+                    f,
+                    "nothing received from {peer} for {timeout:?} (read timeout)"
+                )
             }
             Error::WriteTimeout {
                 peer,

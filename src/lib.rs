@@ -47,7 +47,12 @@
 //! | `SetCronPeriod`, `SetReadTimeout`, ... | [`SessionConfig`], `Session::set_*`   |
 //! | `NewTCPServer` / `RunEventLoop`    | [`Server::builder`], [`Server::serve`]    |
 //! | `NewTCPClient`, `WithConnectionNumber`, `WithReconnectInterval` | [`Client::builder`] |
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 #![forbid(unsafe_code)]
 
 mod addr;
@@ -69,3 +74,8 @@ pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn}
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use session::{EndpointKind, Session, SessionConfig, SessionStats};
+
+// The README's examples compile as doctests, so the front door cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

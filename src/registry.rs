@@ -41,7 +41,9 @@ impl<W> Clone for Registry<W> {
 
 impl<W> fmt::Debug for Registry<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("len", &self.len()).finish()
+        f.debug_struct("Registry")
+            .field("len", &self.len())
+            .finish()
     }
 }
 

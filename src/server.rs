@@ -133,7 +133,12 @@ impl Server {
             local_addr: self.local_addr,
             accept: Mutex::new(None),
         });
-        let accept = tokio::spawn(accept_loop(self, Arc::new(codec), make, Arc::clone(&shared)));
+        let accept = tokio::spawn(accept_loop(
+            self,
+            Arc::new(codec),
+            make,
+            Arc::clone(&shared),
+        ));
         *shared.accept.lock().unwrap_or_else(|p| p.into_inner()) = Some(accept);
         ServerHandle { shared }
     }
@@ -193,13 +198,20 @@ impl<W> ServerHandle<W> {
     pub async fn shutdown(&self, deadline: Duration) {
         let shared = &self.shared;
         shared.stop.cancel();
-        let accept = shared.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let accept = shared
+            .accept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(accept) = accept {
             let _ = accept.await;
         }
         shared.tracker.close();
         shared.registry.close_all();
-        if tokio::time::timeout(deadline, shared.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, shared.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = shared.registry.len(),
                 "shutdown deadline passed: forcing the remaining sessions closed"
@@ -221,8 +233,12 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop<MC, M, S, R, W>(server: Server, codec: Arc<MC>, mut make: M, shared: Arc<Shared<W>>)
-where
+async fn accept_loop<MC, M, S, R, W>(
+    server: Server,
+    codec: Arc<MC>,
+    mut make: M,
+    shared: Arc<Shared<W>>,
+) where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
     M: Service<Session<W>, Response = S> + Send + 'static,

@@ -111,8 +111,6 @@ pub struct LengthCodec {
     field_bytes: usize,
     big_endian: bool,
     max: usize,
-    /// Bytes of payload still to arrive for the packet whose header was read.
-    pending: Option<usize>,
 }
 
 /// Builds a [`LengthCodec`], in the manner of tokio-util's
@@ -139,7 +137,6 @@ impl Default for LengthCodec {
             field_bytes: 4,
             big_endian: true,
             max: 1024 * 1024,
-            pending: None,
         }
     }
 }
@@ -248,33 +245,30 @@ impl Decoder for LengthCodec {
     type Error = LengthCodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LengthCodecError> {
-        let len = match self.pending {
-            Some(len) => len,
-            None => {
-                let n = self.field_bytes;
-                if src.len() < n {
-                    return Ok(None);
-                }
-                let len = if self.big_endian {
-                    src.get_uint(n)
-                } else {
-                    src.get_uint_le(n)
-                };
-                if len > self.max as u64 {
-                    return Err(LengthCodecError::TooLarge { len, max: self.max });
-                }
-                // In range of `max`, so it fits in usize.
-                let len = len as usize;
-                self.pending = Some(len);
-                len
-            }
-        };
-        if src.len() < len {
-            // Bounded by `max`, checked above.
-            src.reserve(len - src.len());
+        // The header stays in `src` until the whole packet is there, so a
+        // partial packet is always visible as buffered bytes (the driver
+        // tells a peer that vanished mid-packet from a clean close by that).
+        let n = self.field_bytes;
+        if src.len() < n {
             return Ok(None);
         }
-        self.pending = None;
+        let mut header = &src[..n];
+        let len = if self.big_endian {
+            header.get_uint(n)
+        } else {
+            header.get_uint_le(n)
+        };
+        if len > self.max as u64 {
+            return Err(LengthCodecError::TooLarge { len, max: self.max });
+        }
+        // In range of `max`, so it fits in usize.
+        let len = len as usize;
+        if src.len() < n + len {
+            // Bounded by `max`, checked above.
+            src.reserve(n + len - src.len());
+            return Ok(None);
+        }
+        src.advance(n);
         Ok(Some(src.split_to(len).freeze()))
     }
 }
@@ -304,7 +298,6 @@ where
     fn make_codec(&self, session: &Session<W>) -> LengthCodec {
         LengthCodec {
             max: session.max_packet_len(),
-            pending: None,
             ..*self
         }
     }

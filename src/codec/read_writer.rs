@@ -45,7 +45,11 @@ pub trait ReadWriter<W = Bytes>: Send + Sync + 'static {
     ///
     /// # Errors
     /// Any error closes the session with an `Error` event naming it.
-    fn read(&self, session: &Session<W>, data: &[u8]) -> Result<Option<(Self::Packet, usize)>, BoxError>;
+    fn read(
+        &self,
+        session: &Session<W>,
+        data: &[u8],
+    ) -> Result<Option<(Self::Packet, usize)>, BoxError>;
 
     /// Encodes one packet (getty's `Write`).
     ///

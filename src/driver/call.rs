@@ -70,10 +70,9 @@ where
         let kind = *this.kind;
         match catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready((
-                kind,
-                r.map_err(|e| Error::Handler { source: e.into() }),
-            )),
+            Ok(Poll::Ready(r)) => {
+                Poll::Ready((kind, r.map_err(|e| Error::Handler { source: e.into() })))
+            }
             Err(payload) => Poll::Ready((kind, Err(panicked(payload)))),
         }
     }
@@ -93,7 +92,10 @@ where
 }
 
 /// `call`, after a successful `poll_ready`, with a panic turned into an error.
-pub(crate) fn start<S, P, W>(svc: &mut S, req: crate::Request<P, W>) -> Result<Call<S::Future>, (Kind, Error)>
+pub(crate) fn start<S, P, W>(
+    svc: &mut S,
+    req: crate::Request<P, W>,
+) -> Result<Call<S::Future>, (Kind, Error)>
 where
     S: Service<crate::Request<P, W>>,
 {
@@ -104,7 +106,10 @@ where
 }
 
 /// One whole call outside the pipeline (`Open` and `Close`).
-pub(crate) async fn call_one<S, P, W>(svc: &mut S, req: crate::Request<P, W>) -> Result<S::Response, Error>
+pub(crate) async fn call_one<S, P, W>(
+    svc: &mut S,
+    req: crate::Request<P, W>,
+) -> Result<S::Response, Error>
 where
     S: Service<crate::Request<P, W>>,
     S::Error: Into<BoxError>,

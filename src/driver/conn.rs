@@ -243,7 +243,11 @@ where
 
     // ----- the steps of a turn ---------------------------------------------
 
-    fn poll_calls<S>(&mut self, cx: &mut Context<'_>, mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>) -> bool
+    fn poll_calls<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
+    ) -> bool
     where
         S: Service<Request<R, W>>,
         S::Response: IntoIterator<Item = W>,
@@ -307,7 +311,9 @@ where
             taken += 1;
             match item {
                 Outbound::Packet(pkg) => {
-                    if let Err(e) = encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
+                    if let Err(e) =
+                        encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg)
+                    {
                         failure = Some(e);
                         break;
                     }
@@ -332,7 +338,12 @@ where
     }
 
     /// Starts calls while there is room in flight and something to handle.
-    fn dispatch<S>(&mut self, cx: &mut Context<'_>, svc: &mut S, mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>) -> bool
+    fn dispatch<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        svc: &mut S,
+        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
+    ) -> bool
     where
         S: Service<Request<R, W>>,
         S::Error: Into<BoxError>,
@@ -424,7 +435,10 @@ where
             }
             if !self.reading {
                 if !self.rbuf.is_empty() {
-                    tracing::debug!(bytes = self.rbuf.len(), "closing: dropping an incomplete packet");
+                    tracing::debug!(
+                        bytes = self.rbuf.len(),
+                        "closing: dropping an incomplete packet"
+                    );
                     self.rbuf = BytesMut::new();
                 }
                 return None;
@@ -535,7 +549,10 @@ where
                 fired = true;
             }
         }
-        let write_timeout = self.session.write_timeout().filter(|_| !self.wbuf.is_empty() && !self.broken);
+        let write_timeout = self
+            .session
+            .write_timeout()
+            .filter(|_| !self.wbuf.is_empty() && !self.broken);
         if let (Some(timeout), Some(since)) = (write_timeout, self.stalled_since) {
             if now >= since + timeout {
                 let pending = self.wbuf.len();
@@ -628,7 +645,12 @@ where
 }
 
 /// Encodes one packet into the write buffer, counting it.
-fn encode_packet<C: Encoder<W>, W>(codec: &mut C, wbuf: &mut BytesMut, session: &Session<W>, pkg: W) -> Result<(), C::Error> {
+fn encode_packet<C: Encoder<W>, W>(
+    codec: &mut C,
+    wbuf: &mut BytesMut,
+    session: &Session<W>,
+    pkg: W,
+) -> Result<(), C::Error> {
     if wbuf.capacity() == 0 {
         wbuf.reserve(WRITE_CHUNK);
     }
@@ -640,7 +662,11 @@ fn encode_packet<C: Encoder<W>, W>(codec: &mut C, wbuf: &mut BytesMut, session: 
 /// Reads what is available. With no read buffer allocated (an idle
 /// session) it reads into a stack buffer first and allocates only when data
 /// arrived, so waiting costs no heap memory.
-fn poll_read_some<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+fn poll_read_some<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if buf.capacity() == 0 {
         let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
         let mut rb = ReadBuf::uninit(&mut scratch);

@@ -25,7 +25,8 @@ where
     S::Response: IntoIterator<Item = W>,
     S::Error: Into<BoxError>,
 {
-    let greeting = match call::call_one(&mut svc, Request::new(session.clone(), Event::Open)).await {
+    let greeting = match call::call_one(&mut svc, Request::new(session.clone(), Event::Open)).await
+    {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%error, "session refused on open");
@@ -51,7 +52,9 @@ where
     drop(conn);
 
     if service_alive {
-        if let Err(error) = call::call_one(&mut svc, Request::new(session.clone(), Event::Close)).await {
+        if let Err(error) =
+            call::call_one(&mut svc, Request::new(session.clone(), Event::Close)).await
+        {
             tracing::warn!(%error, "service failed handling close");
         }
     }

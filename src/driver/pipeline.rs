@@ -39,7 +39,9 @@ impl<F: Future> Pipeline<F> {
             debug_assert!(this.one.is_none());
             this.one.set(Some(fut));
         } else {
-            this.many.get_or_insert_with(FuturesOrdered::new).push_back(fut);
+            this.many
+                .get_or_insert_with(FuturesOrdered::new)
+                .push_back(fut);
         }
     }
 

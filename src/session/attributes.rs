@@ -23,6 +23,8 @@ impl Hasher for TypeIdHasher {
     }
 }
 
+type Map = HashMap<TypeId, Box<dyn Any + Send + Sync>, BuildHasherDefault<TypeIdHasher>>;
+
 /// A typed attribute map, one value per type, like `http::Extensions`.
 ///
 /// Written here rather than taken from `http` because that crate is not
@@ -30,7 +32,7 @@ impl Hasher for TypeIdHasher {
 #[derive(Default)]
 pub(crate) struct Attributes {
     // `None` until the first insert, so a session without attributes pays one word.
-    map: Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>, BuildHasherDefault<TypeIdHasher>>>>,
+    map: Option<Box<Map>>,
 }
 
 impl Attributes {

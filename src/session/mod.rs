@@ -20,13 +20,13 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 pub use self::config::SessionConfig;
+pub(crate) use self::stats::Counters;
 pub use self::stats::SessionStats;
 use self::{
     attributes::Attributes,
     callbacks::{run_contained, CloseCallbacks},
     queue::{Outbound, Queue},
 };
-pub(crate) use self::stats::Counters;
 use crate::{Addr, SendError};
 
 /// What kind of endpoint a session belongs to (getty's `EndPointType`).
@@ -274,7 +274,10 @@ impl<W> Session<W> {
     /// s.with_attribute(|v: Option<&mut Vec<u32>>| v.map(|v| v.push(7)));
     /// assert_eq!(s.attribute::<Vec<u32>>(), Some(vec![7]));
     /// ```
-    pub fn with_attribute<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(Option<&mut T>) -> R) -> R {
+    pub fn with_attribute<T: Send + Sync + 'static, R>(
+        &self,
+        f: impl FnOnce(Option<&mut T>) -> R,
+    ) -> R {
         f(lock(&self.inner.attributes).get_mut::<T>())
     }
 
@@ -314,7 +317,10 @@ impl<W> Session<W> {
     /// made per session (such as [`LengthCodec`](crate::codec::LengthCodec))
     /// reads it when the session starts.
     pub fn set_max_packet_len(&self, len: usize) {
-        self.inner.settings.max_packet_len.store(len, Ordering::Relaxed);
+        self.inner
+            .settings
+            .max_packet_len
+            .store(len, Ordering::Relaxed);
     }
 
     /// The idle-read limit, if any.
@@ -366,7 +372,10 @@ impl<W> Session<W> {
     /// takes effect when the session starts running, so set it in the
     /// new-session callback.
     pub fn set_max_in_flight(&self, n: usize) {
-        self.inner.settings.max_in_flight.store(n.max(1), Ordering::Relaxed);
+        self.inner
+            .settings
+            .max_in_flight
+            .store(n.max(1), Ordering::Relaxed);
     }
 
     fn store_duration(&self, slot: &AtomicU64, d: Option<Duration>) {

@@ -6,11 +6,7 @@
 //! A `VecDeque` allocates nothing until used; a `Semaphore` carries the bound
 //! and the waiting senders.
 
-use std::{
-    collections::VecDeque,
-    sync::Mutex,
-    task::Context,
-};
+use std::{collections::VecDeque, sync::Mutex, task::Context};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -72,7 +68,11 @@ impl<W> Queue<W> {
     }
 
     pub(crate) async fn send(&self, item: Outbound<W>) -> Result<(), SendError> {
-        let permit = self.permits.acquire().await.map_err(|_| SendError::Closed)?;
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SendError::Closed)?;
         permit.forget();
         self.push(item)
     }
