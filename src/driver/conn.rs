@@ -46,6 +46,8 @@ use crate::{
 
 /// Loop turns before a busy session yields to the runtime.
 const BUDGET: usize = 32;
+/// Events started in one pass of dispatch.
+const PUMP: usize = 64;
 /// Bytes waiting to be written above which the driver stops reading and
 /// encoding until the socket takes them.
 const HIGH_WATER: usize = 64 * 1024;
@@ -149,8 +151,7 @@ where
             if self.session.is_closed() {
                 self.begin_drain();
             }
-            let mut progress = self.poll_calls::<S>(cx, calls.as_mut());
-            progress |= self.fill_from_queue();
+            let mut progress = self.fill_from_queue();
             progress |= self.dispatch(cx, svc, calls.as_mut());
             if self.service_dead {
                 return Poll::Ready(());
@@ -337,7 +338,10 @@ where
         taken > 0
     }
 
-    /// Starts calls while there is room in flight and something to handle.
+    /// Collects finished calls and starts new ones while there is room in
+    /// flight and something to handle. Finishing and starting alternate
+    /// without leaving this loop, so a batch of packets handled by a ready
+    /// service costs one pass of the outer loop, not one per packet.
     fn dispatch<S>(
         &mut self,
         cx: &mut Context<'_>,
@@ -346,10 +350,15 @@ where
     ) -> bool
     where
         S: Service<Request<R, W>>,
+        S::Response: IntoIterator<Item = W>,
         S::Error: Into<BoxError>,
     {
         let mut progress = false;
-        while calls.len() < self.max_in_flight {
+        for _ in 0..PUMP {
+            progress |= self.poll_calls::<S>(cx, calls.as_mut());
+            if calls.len() >= self.max_in_flight {
+                break;
+            }
             if self.pending_error.is_none() && !self.pending_tick && self.pending_msg.is_none() {
                 self.pending_msg = self.next_message(cx);
             }

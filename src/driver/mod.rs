@@ -47,7 +47,9 @@ where
     // Calls still in flight here overran the wait time (or the session was
     // forced): they are cancelled.
     calls.as_mut().clear();
-    conn.shutdown().await;
+    if !session.is_forced() {
+        conn.shutdown().await;
+    }
     let service_alive = !conn.service_dead;
     drop(conn);
 
