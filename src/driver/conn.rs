@@ -491,7 +491,9 @@ where
                 }
                 Poll::Ready(Ok(n)) => {
                     self.wbuf.advance(n);
-                    crate::session::Counters::add(&self.session.counters().bytes_out, n as u64);
+                    let counters = self.session.counters();
+                    crate::session::Counters::add(&counters.bytes_out, n as u64);
+                    crate::session::Counters::add(&counters.writes, 1);
                     self.stalled_since = None;
                     self.needs_flush = true;
                     progress = true;

@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) packets_in: AtomicU64,
     pub(crate) packets_out: AtomicU64,
+    pub(crate) writes: AtomicU64,
 }
 
 impl Counters {
@@ -22,6 +23,7 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             packets_in: self.packets_in.load(Relaxed),
             packets_out: self.packets_out.load(Relaxed),
+            writes: self.writes.load(Relaxed),
         }
     }
 }
@@ -35,7 +37,7 @@ impl Counters {
 /// ```
 /// use getty::SessionStats;
 ///
-/// let s = SessionStats { bytes_in: 10, bytes_out: 20, packets_in: 1, packets_out: 2 };
+/// let s = SessionStats { bytes_in: 10, bytes_out: 20, packets_in: 1, packets_out: 2, writes: 1 };
 /// assert_eq!(s.to_string(), "read bytes: 10, write bytes: 20, read pkgs: 1, write pkgs: 2");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub struct SessionStats {
     pub packets_in: u64,
     /// Packets encoded for writing.
     pub packets_out: u64,
+    /// Socket write calls. The driver batches, so under load this is far
+    /// below `packets_out`. Not part of the getty-style `Display`.
+    pub writes: u64,
 }
 
 impl fmt::Display for SessionStats {
