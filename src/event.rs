@@ -17,6 +17,30 @@ use crate::{Error, Session};
 /// | `Tick`       | the session's cron period elapsed                | `OnCron`    |
 /// | `Error(e)`   | the session failed; `Close` follows              | `OnError`   |
 /// | `Close`      | last, exactly once for an opened session         | `OnClose`   |
+///
+/// A service matches on it:
+///
+/// ```
+/// use bytes::Bytes;
+/// use getty::{Event, Request};
+/// use std::convert::Infallible;
+///
+/// let svc = tower::service_fn(|req: Request<Bytes>| async move {
+///     let reply = match req.event {
+///         Event::Open => Some(Bytes::from_static(b"welcome")),
+///         Event::Message(pkg) => Some(pkg),
+///         Event::Tick => {
+///             if req.session.active().elapsed().as_secs() > 60 {
+///                 req.session.close();
+///             }
+///             None
+///         }
+///         _ => None,
+///     };
+///     Ok::<_, Infallible>(reply)
+/// });
+/// # let _ = svc;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<P> {

@@ -170,7 +170,21 @@ pub fn new_session_fn<F>(f: F) -> NewSessionFn<F> {
     NewSessionFn { f }
 }
 
-/// The make-service returned by [`new_session_fn`].
+/// The make-service returned by [`new_session_fn`]: a tower `Service` from
+/// a [`Session`] to that session's service stack.
+///
+/// ```
+/// use getty::{new_session_fn, Addr, EndpointKind, Session, SessionConfig};
+/// use tower::{Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mut make = new_session_fn(|s: &Session| {
+///     if s.peer_addr() == &Addr::Unknown { Err("no peer") } else { Ok(()) }
+/// });
+/// let s = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+/// assert!(make.ready().await.unwrap().call(s).await.is_err());
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct NewSessionFn<F> {
     f: F,

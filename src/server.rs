@@ -80,6 +80,26 @@ impl ServerBuilder {
 }
 
 /// A bound TCP server, ready to [`serve`](Server::serve).
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use getty::{codec::LengthCodec, new_session_fn, Request, Server, Session};
+/// use std::{convert::Infallible, time::Duration};
+///
+/// # async fn demo() -> std::io::Result<()> {
+/// let server = Server::builder().bind("127.0.0.1:0").await?;
+/// println!("listening on {}", server.local_addr());
+/// let handle = server.serve(
+///     LengthCodec::new(),
+///     new_session_fn(|_: &Session| {
+///         Ok::<_, Infallible>(tower::service_fn(|req: Request<Bytes>| async move {
+///             Ok::<_, Infallible>(req.into_message())
+///         }))
+///     }),
+/// );
+/// handle.shutdown(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
@@ -153,6 +173,16 @@ struct Shared<W> {
 }
 
 /// A running server: its sessions and its shutdown. Cheap to clone.
+///
+/// ```no_run
+/// # use bytes::Bytes;
+/// # use std::time::Duration;
+/// # async fn demo(handle: getty::ServerHandle) {
+/// println!("{} sessions", handle.session_count());
+/// handle.sessions().broadcast(Bytes::from_static(b"news"));
+/// handle.shutdown(Duration::from_secs(5)).await;
+/// # }
+/// ```
 pub struct ServerHandle<W = bytes::Bytes> {
     shared: Arc<Shared<W>>,
 }

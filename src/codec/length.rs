@@ -45,6 +45,16 @@ use super::MakeCodec;
 use crate::Session;
 
 /// The error of [`LengthCodec`].
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use getty::codec::{LengthCodec, LengthCodecError};
+/// use tokio_util::codec::Encoder;
+///
+/// let mut codec = LengthCodec::builder().length_field_bytes(1).new_codec();
+/// let err = codec.encode(Bytes::from(vec![0u8; 300]), &mut BytesMut::new()).unwrap_err();
+/// assert!(matches!(err, LengthCodecError::LengthOverflow { len: 300, field_bytes: 1 }));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum LengthCodecError {
@@ -97,6 +107,18 @@ impl From<io::Error> for LengthCodecError {
 }
 
 /// A length-prefixed codec; see the [module docs](self) for the wire format.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use getty::codec::LengthCodec;
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec = LengthCodec::new();
+/// let mut wire = BytesMut::new();
+/// codec.encode(Bytes::from_static(b"hello"), &mut wire).unwrap();
+/// assert_eq!(&wire[..], b"\x00\x00\x00\x05hello");
+/// assert_eq!(codec.decode(&mut wire).unwrap(), Some(Bytes::from_static(b"hello")));
+/// ```
 ///
 /// Decodes into [`Bytes`] (a slice of the read buffer, no copy) and encodes
 /// anything that is `AsRef<[u8]>`-like: `Bytes`, `BytesMut`, `Vec<u8>`,

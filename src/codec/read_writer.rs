@@ -59,6 +59,13 @@ pub trait ReadWriter<W = Bytes>: Send + Sync + 'static {
 }
 
 /// The error of a [`SessionCodec`].
+///
+/// ```
+/// use getty::codec::ReadWriterError;
+///
+/// let e = ReadWriterError::BadLength { used: 0, available: 10 };
+/// assert_eq!(e.to_string(), "package handler used 0 of 10 bytes for one packet");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReadWriterError {
@@ -169,7 +176,28 @@ where
     }
 }
 
-/// The codec one session gets from a [`ReadWriterCodec`].
+/// The codec one session gets from a [`ReadWriterCodec`]: it hands the
+/// session to the handler's `read` and `write`.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use getty::{codec::{MakeCodec, ReadWriter, ReadWriterCodec}, Addr, BoxError, EndpointKind, Session, SessionConfig};
+/// use tokio_util::codec::Decoder;
+///
+/// struct Bytewise;
+/// impl ReadWriter for Bytewise {
+///     type Packet = u8;
+///     fn read(&self, _: &Session, d: &[u8]) -> Result<Option<(u8, usize)>, BoxError> {
+///         Ok(d.first().map(|&b| (b, 1)))
+///     }
+///     fn write(&self, _: &Session, p: Bytes) -> Result<Bytes, BoxError> { Ok(p) }
+/// }
+///
+/// let session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+/// let mut codec = ReadWriterCodec::new(Bytewise).make_codec(&session);
+/// let mut buf = BytesMut::from(&b"ab"[..]);
+/// assert_eq!(codec.decode(&mut buf).unwrap(), Some(b'a'));
+/// ```
 pub struct SessionCodec<H, W> {
     handler: Arc<H>,
     session: Session<W>,
