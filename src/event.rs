@@ -53,6 +53,10 @@ pub enum Event<P> {
     /// The session failed and is closing.
     Error(Error),
     /// The session is closed; the socket already is.
+    ///
+    /// One exception to "exactly once": a service whose `poll_ready` fails
+    /// or panics can take no more events, so its session ends without
+    /// `Error` and `Close` (logged at error level); close callbacks still run.
     Close,
 }
 
