@@ -31,7 +31,10 @@ impl Log {
         self.0.lock().unwrap().clone()
     }
     pub fn count(&self, prefix: &str) -> usize {
-        self.events().iter().filter(|e| e.starts_with(prefix)).count()
+        self.events()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
     }
 }
 
@@ -46,7 +49,8 @@ impl EventListener<Bytes> for Recorder {
         Ok(())
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
-        self.log.push(format!("message:{}", String::from_utf8_lossy(&pkg)));
+        self.log
+            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
         Some(pkg)
     }
     fn on_cron(&mut self, _: &Session) {
