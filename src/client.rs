@@ -4,12 +4,12 @@ use std::{fmt, io, sync::Arc, time::Duration};
 
 use tokio::{net::TcpStream, sync::oneshot};
 use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, server::new_session, BoxError, EndpointKind, Registry, Request,
-    Session, SessionConfig,
+    codec::MakeCodec, driver, server::new_session, BoxError, EndpointKind, MakeSessionService,
+    Registry, SessionConfig,
 };
 
 /// Builds a [`Client`]: getty's client options.
@@ -106,7 +106,7 @@ impl ClientBuilder {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub async fn connect<MC, M, S, R, W>(
+    pub async fn connect<MC, M, R, W>(
         self,
         addr: impl Into<String>,
         codec: MC,
@@ -115,13 +115,7 @@ impl ClientBuilder {
     where
         MC: MakeCodec<W>,
         MC::Codec: Decoder<Item = R>,
-        M: Service<Session<W>, Response = S> + Clone + Send + 'static,
-        M::Future: Send + 'static,
-        M::Error: Into<BoxError>,
-        S: Service<Request<R, W>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Response: IntoIterator<Item = W> + Send + 'static,
-        S::Error: Into<BoxError>,
+        M: MakeSessionService<R, W> + Clone,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -249,7 +243,7 @@ impl<W> Client<W> {
     }
 }
 
-async fn run_slot<MC, M, S, R, W>(
+async fn run_slot<MC, M, R, W>(
     addr: Arc<str>,
     settings: Arc<ClientBuilder>,
     codec: Arc<MC>,
@@ -259,13 +253,7 @@ async fn run_slot<MC, M, S, R, W>(
 ) where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
-    M: Service<Session<W>, Response = S> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
-    S: Service<Request<R, W>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: IntoIterator<Item = W> + Send + 'static,
-    S::Error: Into<BoxError>,
+    M: MakeSessionService<R, W>,
     R: Send + 'static,
     W: Send + 'static,
 {
@@ -295,7 +283,7 @@ async fn run_slot<MC, M, S, R, W>(
                 }
                 let ready: Result<&mut M, BoxError> = make.ready().await.map_err(Into::into);
                 let making = ready.map(|make| make.call(session.clone()));
-                let svc: Result<S, BoxError> = match making {
+                let svc: Result<M::Response, BoxError> = match making {
                     Ok(making) => making.await.map_err(Into::into),
                     Err(e) => Err(e),
                 };

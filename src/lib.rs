@@ -64,6 +64,7 @@ mod event;
 mod listener;
 mod registry;
 mod server;
+mod service;
 mod session;
 
 pub use addr::Addr;
@@ -73,6 +74,7 @@ pub use event::{Event, Request};
 pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
+pub use service::{MakeSessionService, SessionService};
 pub use session::{EndpointKind, Session, SessionConfig, SessionStats};
 
 // The README's examples compile as doctests, so the front door cannot rot.

@@ -12,11 +12,11 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, Addr, BoxError, EndpointKind, Registry, Request, Session,
+    codec::MakeCodec, driver, Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session,
     SessionConfig,
 };
 use tokio_util::codec::Decoder;
@@ -132,17 +132,11 @@ impl Server {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn serve<MC, M, S, R, W>(self, codec: MC, make: M) -> ServerHandle<W>
+    pub fn serve<MC, M, R, W>(self, codec: MC, make: M) -> ServerHandle<W>
     where
         MC: MakeCodec<W>,
         MC::Codec: Decoder<Item = R>,
-        M: Service<Session<W>, Response = S> + Send + 'static,
-        M::Future: Send + 'static,
-        M::Error: Into<BoxError>,
-        S: Service<Request<R, W>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Response: IntoIterator<Item = W> + Send + 'static,
-        S::Error: Into<BoxError>,
+        M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -263,7 +257,7 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop<MC, M, S, R, W>(
+async fn accept_loop<MC, M, R, W>(
     server: Server,
     codec: Arc<MC>,
     mut make: M,
@@ -271,13 +265,7 @@ async fn accept_loop<MC, M, S, R, W>(
 ) where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
-    M: Service<Session<W>, Response = S> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
-    S: Service<Request<R, W>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: IntoIterator<Item = W> + Send + 'static,
-    S::Error: Into<BoxError>,
+    M: MakeSessionService<R, W>,
     R: Send + 'static,
     W: Send + 'static,
 {
@@ -328,7 +316,7 @@ async fn accept_loop<MC, M, S, R, W>(
         shared.tracker.spawn(
             async move {
                 let _registered = registered;
-                let made: Result<S, BoxError> = making.await.map_err(Into::into);
+                let made: Result<M::Response, BoxError> = making.await.map_err(Into::into);
                 match made {
                     Ok(svc) => {
                         let codec = codec.make_codec(&session);

@@ -244,27 +244,6 @@ where
 
     // ----- the steps of a turn ---------------------------------------------
 
-    fn poll_calls<S>(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
-    ) -> bool
-    where
-        S: Service<Request<R, W>>,
-        S::Response: IntoIterator<Item = W>,
-        S::Error: Into<BoxError>,
-    {
-        let mut progress = false;
-        while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
-            progress = true;
-            match result {
-                Ok(response) => self.encode_all(response),
-                Err(e) => self.handler_failed(kind, e),
-            }
-        }
-        progress
-    }
-
     /// Encodes a response's packets into the write buffer.
     pub(super) fn encode_all(&mut self, packets: impl IntoIterator<Item = W>) {
         for pkg in packets {
@@ -355,7 +334,14 @@ where
     {
         let mut progress = false;
         for _ in 0..PUMP {
-            progress |= self.poll_calls::<S>(cx, calls.as_mut());
+            // Finished calls first, in start order: their responses go out.
+            while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
+                progress = true;
+                match result {
+                    Ok(response) => self.encode_all(response),
+                    Err(e) => self.handler_failed(kind, e),
+                }
+            }
             if calls.len() >= self.max_in_flight {
                 break;
             }
