@@ -231,9 +231,18 @@ impl<W> Client<W> {
         self.registry.close_all();
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Closes like [`close`](Self::close), then waits for the end, forcing
+    /// sessions still running after `deadline` the way
+    /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) does.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.stop.cancel();
+        self.registry.end_all(&self.tracker, deadline).await;
+    }
+
+    /// Whether the client has stopped: [`close`](Self::close) was called,
+    /// or every connection slot gave up reconnecting.
     pub fn is_closed(&self) -> bool {
-        self.stop.is_cancelled()
+        self.stop.is_cancelled() || (self.tracker.is_closed() && self.tracker.is_empty())
     }
 
     /// Resolves once every connection slot has stopped: after
@@ -284,7 +293,10 @@ async fn run_slot<MC, M, R, W>(
                 let ready: Result<&mut M, BoxError> = make.ready().await.map_err(Into::into);
                 let making = ready.map(|make| make.call(session.clone()));
                 let svc: Result<M::Response, BoxError> = match making {
-                    Ok(making) => making.await.map_err(Into::into),
+                    Ok(making) => tokio::select! {
+                        made = making => made.map_err(Into::into),
+                        () = session.forced() => Err("forced closed while the new-session callback ran".into()),
+                    },
                     Err(e) => Err(e),
                 };
                 if let Some(tx) = first_attempt.take() {

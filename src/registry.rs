@@ -2,7 +2,10 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
+
+use tokio_util::task::TaskTracker;
 
 use crate::Session;
 
@@ -91,10 +94,34 @@ impl<W> Registry<W> {
         }
     }
 
-    pub(crate) fn force_close_all(&self) {
+    /// Ends every session whose task `tracker` tracks, in three stages:
+    /// close (each drains within its wait time) and wait up to `deadline`;
+    /// then force (skip draining, abandon pending opens; `Close` still
+    /// runs) and wait up to `deadline` again; then kill (abandon a `Close`
+    /// still being handled) and wait for the tasks to end.
+    pub(crate) async fn end_all(&self, tracker: &TaskTracker, deadline: Duration) {
+        self.close_all();
+        if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(
+            remaining = self.len(),
+            "deadline passed: forcing the remaining sessions closed"
+        );
         for s in self.sessions() {
             s.force_close();
         }
+        if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(
+            remaining = self.len(),
+            "sessions still handling close: abandoning them"
+        );
+        for s in self.sessions() {
+            s.kill();
+        }
+        tracker.wait().await;
     }
 
     /// Adds a session; the guard removes it when dropped.

@@ -216,9 +216,12 @@ impl<W> ServerHandle<W> {
 
     /// Shuts down gracefully: stops accepting, closes every session (each
     /// finishes what it has and flushes within its wait time), and waits up
-    /// to `deadline`; sessions still running then are forced closed. Returns
-    /// once every session has ended; `Close` reached each session's stack
-    /// exactly once.
+    /// to `deadline`. Sessions still running then are forced: their drain
+    /// is cut short and a pending open or new-session callback abandoned,
+    /// but `Close` still passes their stack. After a second `deadline`, a
+    /// `Close` still being handled is abandoned. Returns once every session
+    /// has ended: after about twice `deadline` at most, unless a handler
+    /// blocks its thread.
     pub async fn shutdown(&self, deadline: Duration) {
         let shared = &self.shared;
         shared.stop.cancel();
@@ -231,18 +234,7 @@ impl<W> ServerHandle<W> {
             let _ = accept.await;
         }
         shared.tracker.close();
-        shared.registry.close_all();
-        if tokio::time::timeout(deadline, shared.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = shared.registry.len(),
-                "shutdown deadline passed: forcing the remaining sessions closed"
-            );
-            shared.registry.force_close_all();
-            shared.tracker.wait().await;
-        }
+        shared.registry.end_all(&shared.tracker, deadline).await;
     }
 }
 
@@ -316,7 +308,10 @@ async fn accept_loop<MC, M, R, W>(
         shared.tracker.spawn(
             async move {
                 let _registered = registered;
-                let made: Result<M::Response, BoxError> = making.await.map_err(Into::into);
+                let made: Result<M::Response, BoxError> = tokio::select! {
+                    made = making => made.map_err(Into::into),
+                    () = session.forced() => Err("forced closed while the new-session callback ran".into()),
+                };
                 match made {
                     Ok(svc) => {
                         let codec = codec.make_codec(&session);

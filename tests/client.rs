@@ -171,8 +171,13 @@ async fn time_until_giving_up(
             client_make(&log),
         )
         .await;
+    assert!(!client.is_closed(), "still trying right after connect");
     within(LIMIT, client.closed()).await;
     let took = start.elapsed();
+    assert!(
+        client.is_closed(),
+        "a client whose slots all gave up is closed"
+    );
     assert_eq!(client.session_count(), 0);
     assert_eq!(log.count("open"), 0);
     took

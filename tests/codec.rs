@@ -470,3 +470,30 @@ async fn a_closure_codec_can_read_the_session_settings() {
     assert!(events[0].contains("max line length exceeded"), "{events:?}");
     server.shutdown(LIMIT).await;
 }
+
+#[tokio::test]
+async fn an_explicit_length_codec_max_below_the_session_max_still_holds() {
+    let log = Log::default();
+    let l = log.clone();
+    // The session allows 1 MiB (the default); the codec was built for 8 bytes.
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap().serve(
+        LengthCodec::builder().max_packet_len(8).new_codec(),
+        new_session_fn(move |_: &Session| {
+            Ok::<_, Infallible>(getty::ListenerService::new(Recorder { log: l.clone() }))
+        }),
+    );
+    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    write_frame(&mut raw, b"12345678").await;
+    assert_eq!(read_frame(&mut raw).await, b"12345678");
+    raw.write_all(&9u32.to_be_bytes()).await.unwrap();
+    expect_closed(&mut raw).await;
+    eventually(LIMIT, "close", || log.count("close") == 1).await;
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| e.starts_with("error:packet of 9 bytes exceeds max_packet_len 8")),
+        "{:?}",
+        log.events()
+    );
+    server.shutdown(LIMIT).await;
+}

@@ -126,13 +126,15 @@ impl From<io::Error> for LengthCodecError {
 ///
 /// Given to a server or client as a [`MakeCodec`], each session gets a copy
 /// whose maximum is the session's
-/// [`max_packet_len`](Session::max_packet_len), so the server's setting
-/// rules.
+/// [`max_packet_len`](Session::max_packet_len), or the smaller of the two
+/// when the builder set one explicitly: both limits hold.
 #[derive(Debug, Clone, Copy)]
 pub struct LengthCodec {
     field_bytes: usize,
     big_endian: bool,
     max: usize,
+    /// `max` was set by the builder, not defaulted.
+    explicit_max: bool,
 }
 
 /// Builds a [`LengthCodec`], in the manner of tokio-util's
@@ -159,6 +161,7 @@ impl Default for LengthCodec {
             field_bytes: 4,
             big_endian: true,
             max: 1024 * 1024,
+            explicit_max: false,
         }
     }
 }
@@ -251,8 +254,12 @@ impl LengthCodecBuilder {
     }
 
     /// The largest payload accepted, checked before allocating (default 1 MiB).
+    ///
+    /// When the codec is given to a server or client, each session's limit
+    /// is the smaller of this and the session's `max_packet_len`.
     pub fn max_packet_len(&mut self, max: usize) -> &mut Self {
         self.codec.max = max;
+        self.codec.explicit_max = true;
         self
     }
 
@@ -319,7 +326,11 @@ where
 
     fn make_codec(&self, session: &Session<W>) -> LengthCodec {
         LengthCodec {
-            max: session.max_packet_len(),
+            max: if self.explicit_max {
+                self.max.min(session.max_packet_len())
+            } else {
+                session.max_packet_len()
+            },
             ..*self
         }
     }

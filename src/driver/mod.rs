@@ -25,8 +25,17 @@ where
     S::Response: IntoIterator<Item = W>,
     S::Error: Into<BoxError>,
 {
-    let greeting = match call::call_one(&mut svc, Request::new(session.clone(), Event::Open)).await
-    {
+    let open = call::call_one(&mut svc, Request::new(session.clone(), Event::Open));
+    let opened = tokio::select! {
+        opened = open => opened,
+        () = session.forced() => {
+            tracing::warn!("forced closed while its open event was still being handled");
+            drop(io);
+            session.finish();
+            return;
+        }
+    };
+    let greeting = match opened {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%error, "session refused on open");
@@ -54,10 +63,14 @@ where
     drop(conn);
 
     if service_alive {
-        if let Err(error) =
-            call::call_one(&mut svc, Request::new(session.clone(), Event::Close)).await
-        {
-            tracing::warn!(%error, "service failed handling close");
+        let close = call::call_one(&mut svc, Request::new(session.clone(), Event::Close));
+        tokio::select! {
+            closed = close => if let Err(error) = closed {
+                tracing::warn!(%error, "service failed handling close");
+            },
+            () = session.killed() => {
+                tracing::warn!("close event abandoned: its handling outlasted the shutdown");
+            }
         }
     }
     tracing::debug!(stats = %session.stats(), "session closed");

@@ -104,9 +104,13 @@ struct Inner<W> {
     settings: Settings,
     queue: Queue<W>,
     closed: AtomicBool,
+    /// Shutdown stage 2: skip the drain, abandon a pending open.
     forced: AtomicBool,
+    /// Shutdown stage 3: abandon a pending close.
+    killed: AtomicBool,
     finished: AtomicBool,
-    finished_notify: Notify,
+    /// Wakes whoever waits for one of the flags above.
+    changed: Notify,
 }
 
 /// One connection: a cheap, cloneable, `Send + Sync` handle.
@@ -215,8 +219,9 @@ impl<W> Session<W> {
                 queue: Queue::new(config.queue_capacity),
                 closed: AtomicBool::new(false),
                 forced: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
                 finished: AtomicBool::new(false),
-                finished_notify: Notify::new(),
+                changed: Notify::new(),
             }),
         }
     }
@@ -264,15 +269,25 @@ impl<W> Session<W> {
         lock(&self.inner.attributes).get::<T>().cloned()
     }
 
-    /// Runs `f` on the stored `T` in place (no clone). Keep `f` short: the
-    /// attribute map is locked while it runs.
+    /// Runs `f` on the stored `T` in place (no clone).
+    ///
+    /// The attribute map is locked while `f` runs: keep `f` short, and do
+    /// not touch this session's attributes inside it (that would deadlock).
+    /// To insert when missing, match on the `Option` and use the returned
+    /// value, as below.
     ///
     /// ```
     /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
     /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// s.set_attribute(Vec::<u32>::new());
-    /// s.with_attribute(|v: Option<&mut Vec<u32>>| v.map(|v| v.push(7)));
-    /// assert_eq!(s.attribute::<Vec<u32>>(), Some(vec![7]));
+    /// // A per-session counter: increment, or insert when missing.
+    /// let missing = s.with_attribute(|n: Option<&mut u32>| match n {
+    ///     Some(n) => { *n += 1; false }
+    ///     None => true,
+    /// });
+    /// if missing {
+    ///     s.set_attribute(1u32);
+    /// }
+    /// assert_eq!(s.attribute::<u32>(), Some(1));
     /// ```
     pub fn with_attribute<T: Send + Sync + 'static, R>(
         &self,
@@ -469,13 +484,23 @@ impl<W> Session<W> {
     /// Resolves once the session has ended: the socket is closed, `Close`
     /// passed the stack and the close callbacks ran.
     pub async fn finished(&self) {
+        self.until(&self.inner.finished).await;
+    }
+
+    /// Waits until `flag` is set (each setter notifies `changed`).
+    async fn until(&self, flag: &AtomicBool) {
         loop {
-            let notified = self.inner.finished_notify.notified();
-            if self.inner.finished.load(Ordering::Acquire) {
+            let notified = self.inner.changed.notified();
+            if flag.load(Ordering::Acquire) {
                 return;
             }
             notified.await;
         }
+    }
+
+    fn raise(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::Release);
+        self.inner.changed.notify_waiters();
     }
 
     /// Registers `callback` to run once after the session closes (getty's
@@ -536,15 +561,34 @@ impl<W> Session<W> {
         &self.inner.counters
     }
 
-    /// Closes without draining: used when a graceful deadline has passed.
+    /// Closes without draining, abandoning a pending open or new-session
+    /// callback: used when a graceful deadline has passed. `Close` still
+    /// passes the stack.
     pub(crate) fn force_close(&self) {
-        self.inner.forced.store(true, Ordering::Release);
         self.close();
+        self.raise(&self.inner.forced);
         self.inner.queue.wake_driver();
     }
 
     pub(crate) fn is_forced(&self) -> bool {
         self.inner.forced.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session is forced closed.
+    pub(crate) async fn forced(&self) {
+        self.until(&self.inner.forced).await;
+    }
+
+    /// The last resort after forcing: a `Close` still being handled is
+    /// abandoned.
+    pub(crate) fn kill(&self) {
+        self.force_close();
+        self.raise(&self.inner.killed);
+    }
+
+    /// Resolves once the session is killed.
+    pub(crate) async fn killed(&self) {
+        self.until(&self.inner.killed).await;
     }
 
     /// The end of a session: runs the close callbacks in order, then wakes
@@ -555,7 +599,6 @@ impl<W> Session<W> {
         for callback in callbacks {
             run_contained(self.inner.id, callback);
         }
-        self.inner.finished.store(true, Ordering::Release);
-        self.inner.finished_notify.notify_waiters();
+        self.raise(&self.inner.finished);
     }
 }

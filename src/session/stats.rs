@@ -37,10 +37,11 @@ impl Counters {
 /// ```
 /// use getty::SessionStats;
 ///
-/// let s = SessionStats { bytes_in: 10, bytes_out: 20, packets_in: 1, packets_out: 2, writes: 1 };
-/// assert_eq!(s.to_string(), "read bytes: 10, write bytes: 20, read pkgs: 1, write pkgs: 2");
+/// let s = SessionStats::default();
+/// assert_eq!(s.to_string(), "read bytes: 0, write bytes: 0, read pkgs: 0, write pkgs: 0");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionStats {
     /// Bytes read from the socket.
     pub bytes_in: u64,
