@@ -316,6 +316,12 @@ impl<W> Session<W> {
         self.inner.active.store(now_nanos(), Ordering::Relaxed);
     }
 
+    /// Marks the session active at `at` (the driver's read time).
+    pub(crate) fn mark_active(&self, at: Instant) {
+        let nanos = u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
+        self.inner.active.store(nanos, Ordering::Relaxed);
+    }
+
     /// A snapshot of the traffic counters (getty's `Stat`).
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
