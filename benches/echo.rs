@@ -2,8 +2,9 @@
 //!
 //! 1. Throughput: the library's echo server against a hand-written tokio
 //!    echo loop (the "floor": the least work any length-prefixed echo server
-//!    must do), both loaded by the same pipelined client, alternating runs,
-//!    median reported. Target: library >= 90% of the floor.
+//!    must do), both loaded by the same pipelined client, alternating runs;
+//!    the headline is the median of the per-round ratios. Target: library
+//!    >= 90% of the floor.
 //! 2. Memory: heap bytes held per idle session with 10,000 idle TCP
 //!    sessions on the library server. Target: <= 4 KiB.
 //!
