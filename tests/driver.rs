@@ -22,7 +22,11 @@ async fn pipelined_packets_are_answered_with_batched_writes() {
     for i in 0..1000u32 {
         assert_eq!(read_frame(&mut s).await, format!("p{i}").as_bytes());
     }
-    let session = server.sessions().sessions().pop().expect("one live session");
+    let session = server
+        .sessions()
+        .sessions()
+        .pop()
+        .expect("one live session");
     let stats = session.stats();
     assert_eq!(stats.packets_out, 1000);
     assert_eq!(stats.bytes_out, stats.bytes_in);

@@ -23,9 +23,9 @@ use std::{
     future::Future,
     io,
     mem::MaybeUninit,
-    time::Duration,
     pin::Pin,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use bytes::{Buf, BytesMut};

@@ -318,7 +318,8 @@ impl<W> Session<W> {
 
     /// Marks the session active at `at` (the driver's read time).
     pub(crate) fn mark_active(&self, at: Instant) {
-        let nanos = u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
+        let nanos =
+            u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
         self.inner.active.store(nanos, Ordering::Relaxed);
     }
 
