@@ -87,6 +87,39 @@ pub enum Error {
         /// The panic message, when it was a string.
         message: String,
     },
+    /// The application or a layer raised this reason with
+    /// [`Session::report_error`](crate::Session::report_error) or
+    /// [`Session::close_with_error`](crate::Session::close_with_error)
+    /// (an idle heartbeat, a deadline, a rate limit, ...).
+    Raised {
+        /// The reason; downcast it to the layer's error type for details.
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// A short, stable name for the variant, for metrics and logs:
+    /// `"io"`, `"codec"`, `"packet_too_large"`, `"unexpected_eof"`,
+    /// `"read_timeout"`, `"write_timeout"`, `"handler"`, `"handler_panic"`
+    /// or `"raised"`.
+    ///
+    /// ```
+    /// let e = getty::Error::HandlerPanic { message: "boom".into() };
+    /// assert_eq!(e.kind(), "handler_panic");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Codec { .. } => "codec",
+            Error::PacketTooLarge { .. } => "packet_too_large",
+            Error::UnexpectedEof { .. } => "unexpected_eof",
+            Error::ReadTimeout { .. } => "read_timeout",
+            Error::WriteTimeout { .. } => "write_timeout",
+            Error::Handler { .. } => "handler",
+            Error::HandlerPanic { .. } => "handler_panic",
+            Error::Raised { .. } => "raised",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -118,6 +151,7 @@ impl fmt::Display for Error {
             ),
             Error::Handler { source } => write!(f, "service error: {source}"),
             Error::HandlerPanic { message } => write!(f, "service panicked: {message}"),
+            Error::Raised { source } => source.fmt(f),
         }
     }
 }
@@ -126,7 +160,9 @@ impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Codec { source, .. } | Error::Handler { source } => Some(&**source),
+            Error::Codec { source, .. } | Error::Handler { source } | Error::Raised { source } => {
+                Some(&**source)
+            }
             _ => None,
         }
     }

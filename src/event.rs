@@ -15,7 +15,7 @@ use crate::{Error, Session};
 /// | `Open`       | first, once; an error refuses the session        | `OnOpen`    |
 /// | `Message(p)` | the codec decoded a packet                       | `OnMessage` |
 /// | `Tick`       | the session's cron period elapsed                | `OnCron`    |
-/// | `Error(e)`   | the session failed; `Close` follows              | `OnError`   |
+/// | `Error(e)`   | the session failed (`Close` follows), or an error was reported with [`Session::report_error`](crate::Session::report_error) (it carries on) | `OnError` |
 /// | `Close`      | last, exactly once for an opened session         | `OnClose`   |
 ///
 /// A service matches on it:
@@ -50,7 +50,10 @@ pub enum Event<P> {
     Message(P),
     /// The cron period elapsed.
     Tick,
-    /// The session failed and is closing.
+    /// The session failed and is closing, or an error was reported with
+    /// [`Session::report_error`](crate::Session::report_error) and it
+    /// carries on; [`Session::is_closed`](crate::Session::is_closed) tells
+    /// which.
     Error(Error),
     /// The session is closed; the socket already is.
     ///

@@ -13,7 +13,10 @@ use getty::{
     codec::LengthCodec, new_session_fn, Addr, BoxError, Client, EndpointKind, EventListener,
     ListenerService, Registry, Server, ServerHandle, Session, SessionConfig, SessionStats,
 };
-use tokio::{io::AsyncReadExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -509,4 +512,94 @@ async fn set_read_timeout_on_a_live_session_closes_it_when_idle() {
     );
     assert_eq!(events[2], "close");
     server.shutdown(LIMIT).await;
+}
+
+mod raised {
+    use super::*;
+    use getty::{EventListener, ListenerService, Server};
+
+    /// Records `error:<kind>:<display>:<closed?>` so a test sees whether the
+    /// session was closing when the error passed.
+    struct Watch {
+        log: Log,
+    }
+
+    impl EventListener<Bytes> for Watch {
+        fn on_message(&mut self, s: &Session, pkg: Bytes) -> Option<Bytes> {
+            match &pkg[..] {
+                b"report" => s.report_error("a reported problem"),
+                b"fatal" => s.close_with_error("a fatal problem"),
+                _ => {}
+            }
+            Some(pkg)
+        }
+        fn on_error(&mut self, s: &Session, e: &getty::Error) {
+            self.log
+                .push(format!("error:{}:{e}:{}", e.kind(), s.is_closed()));
+        }
+        fn on_close(&mut self, _: &Session) {
+            self.log.push("close");
+        }
+    }
+
+    async fn watch_server() -> (getty::ServerHandle, Log) {
+        let log = Log::default();
+        let l = log.clone();
+        let server = Server::builder().bind("127.0.0.1:0").await.unwrap().serve(
+            LengthCodec::new(),
+            new_session_fn(move |_: &Session| {
+                Ok::<_, BoxError>(ListenerService::new(Watch { log: l.clone() }))
+            }),
+        );
+        (server, log)
+    }
+
+    #[tokio::test]
+    async fn a_reported_error_passes_the_stack_and_the_session_carries_on() {
+        let (server, log) = watch_server().await;
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        write_frame(&mut c, b"report").await;
+        assert_eq!(read_frame(&mut c).await, b"report");
+        eventually(LIMIT, "the reported error", || log.count("error") == 1).await;
+        write_frame(&mut c, b"still here").await;
+        assert_eq!(read_frame(&mut c).await, b"still here");
+        assert_eq!(log.events(), ["error:raised:a reported problem:false"]);
+        server.shutdown(LIMIT).await;
+        assert_eq!(log.events().last().map(String::as_str), Some("close"));
+    }
+
+    #[tokio::test]
+    async fn close_with_error_passes_the_reason_then_closes() {
+        let (server, log) = watch_server().await;
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        write_frame(&mut c, b"fatal").await;
+        // The reply to the packet that closed the session is still written.
+        assert_eq!(read_frame(&mut c).await, b"fatal");
+        let mut rest = Vec::new();
+        within(LIMIT, c.read_to_end(&mut rest)).await.unwrap();
+        assert!(rest.is_empty());
+        eventually(LIMIT, "close", || log.count("close") == 1).await;
+        assert_eq!(log.events(), ["error:raised:a fatal problem:true", "close"]);
+        server.shutdown(LIMIT).await;
+    }
+
+    #[tokio::test]
+    async fn last_write_moves_on_send_and_not_on_receive() {
+        let (server, log) = watch_server().await;
+        let _ = log;
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        eventually(LIMIT, "session", || server.session_count() == 1).await;
+        let s = server.sessions().sessions().pop().unwrap();
+        let created = s.last_write();
+
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.write_all(&frame(b"")[..3]).await.unwrap(); // half a header: read, nothing written
+        eventually(LIMIT, "bytes read", || s.stats().bytes_in == 3).await;
+        assert_eq!(s.last_write(), created);
+
+        s.send(Bytes::from_static(b"hi")).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(s.last_write() > created);
+        server.shutdown(LIMIT).await;
+    }
 }

@@ -79,7 +79,9 @@ pub(super) struct Conn<T, C, R, W> {
     backlog: VecDeque<Outbound<W>>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     pending_msg: Option<R>,
-    pending_error: Option<Error>,
+    /// Errors to pass down the stack, in the order raised: at most one
+    /// failure (it closes the session) and any reported errors.
+    pending_errors: VecDeque<Error>,
     pending_tick: bool,
     max_in_flight: usize,
     /// Reading from the socket continues (no EOF, not closing).
@@ -121,7 +123,7 @@ where
             backlog: VecDeque::new(),
             flush_waiters: Vec::new(),
             pending_msg: None,
-            pending_error: None,
+            pending_errors: VecDeque::new(),
             pending_tick: false,
             reading: true,
             eof: false,
@@ -211,7 +213,7 @@ where
             _ => tracing::warn!(%error, "session failed"),
         }
         self.failed = true;
-        self.pending_error = Some(error);
+        self.pending_errors.push_back(error);
         self.begin_drain();
     }
 
@@ -345,6 +347,14 @@ where
         S::Error: Into<BoxError>,
     {
         let mut progress = false;
+        for (error, fatal) in self.session.take_raised() {
+            if fatal {
+                self.fail(error);
+            } else {
+                tracing::debug!(%error, "error reported");
+                self.pending_errors.push_back(error);
+            }
+        }
         for _ in 0..PUMP {
             // Finished calls first, in start order: their responses go out.
             while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
@@ -357,10 +367,10 @@ where
             if calls.len() >= self.max_in_flight {
                 break;
             }
-            if self.pending_error.is_none() && !self.pending_tick && self.pending_msg.is_none() {
+            if self.pending_errors.is_empty() && !self.pending_tick && self.pending_msg.is_none() {
                 self.pending_msg = self.next_message(cx);
             }
-            let event = if self.pending_error.is_some() {
+            let event = if !self.pending_errors.is_empty() {
                 Kind::Error
             } else if self.pending_tick {
                 Kind::Tick
@@ -379,7 +389,7 @@ where
                 }
             }
             let event = match event {
-                Kind::Error => self.pending_error.take().map(Event::Error),
+                Kind::Error => self.pending_errors.pop_front().map(Event::Error),
                 Kind::Tick => {
                     self.pending_tick = false;
                     Some(Event::Tick)
@@ -498,6 +508,7 @@ where
                     self.stalled_since = None;
                     self.needs_flush = true;
                     self.last_io = Instant::now();
+                    self.session.mark_written(self.last_io.into_std());
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
@@ -631,7 +642,7 @@ where
         self.abandon
             || (self.drain_deadline.is_some()
                 && in_flight == 0
-                && self.pending_error.is_none()
+                && self.pending_errors.is_empty()
                 && self.pending_msg.is_none()
                 && self.rbuf.is_empty()
                 && self.backlog.is_empty()

@@ -27,7 +27,7 @@ use self::{
     callbacks::{run_contained, CloseCallbacks},
     queue::{Outbound, Queue},
 };
-use crate::{Addr, SendError};
+use crate::{Addr, BoxError, Error, SendError};
 
 /// What kind of endpoint a session belongs to (getty's `EndPointType`).
 ///
@@ -82,6 +82,10 @@ fn now_nanos() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+fn nanos_at(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
 struct Settings {
     max_packet_len: AtomicUsize,
     read_timeout: AtomicU64,
@@ -111,6 +115,12 @@ struct Inner<W> {
     finished: AtomicBool,
     /// Wakes whoever waits for one of the flags above.
     changed: Notify,
+    /// Errors raised by the application or a layer, for the driver to pass
+    /// down the stack; `true` marks one that closes the session.
+    raised: Mutex<Vec<(Error, bool)>>,
+    has_raised: AtomicBool,
+    /// Nanoseconds since the epoch of the last socket write.
+    written: AtomicU64,
 }
 
 /// One connection: a cheap, cloneable, `Send + Sync` handle.
@@ -222,6 +232,9 @@ impl<W> Session<W> {
                 killed: AtomicBool::new(false),
                 finished: AtomicBool::new(false),
                 changed: Notify::new(),
+                raised: Mutex::new(Vec::new()),
+                has_raised: AtomicBool::new(false),
+                written: AtomicU64::new(now_nanos()),
             }),
         }
     }
@@ -318,9 +331,18 @@ impl<W> Session<W> {
 
     /// Marks the session active at `at` (the driver's read time).
     pub(crate) fn mark_active(&self, at: Instant) {
-        let nanos =
-            u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
-        self.inner.active.store(nanos, Ordering::Relaxed);
+        self.inner.active.store(nanos_at(at), Ordering::Relaxed);
+    }
+
+    /// When bytes were last written to the socket (or the session's
+    /// creation). With [`active`](Session::active) it tells reader-idle from
+    /// writer-idle, as netty's `IdleStateHandler` does.
+    pub fn last_write(&self) -> Instant {
+        epoch() + Duration::from_nanos(self.inner.written.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn mark_written(&self, at: Instant) {
+        self.inner.written.store(nanos_at(at), Ordering::Relaxed);
     }
 
     /// A snapshot of the traffic counters (getty's `Stat`).
@@ -486,6 +508,51 @@ impl<W> Session<W> {
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.inner.queue.close();
         }
+    }
+
+    /// Passes `reason` down the session's stack as
+    /// [`Event::Error`](crate::Event::Error) (as [`Error::Raised`]); the
+    /// session carries on. For layers and applications that want a problem
+    /// seen by every layer and the listener's `on_error` without closing.
+    ///
+    /// ```
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// s.report_error("slow request: 2.5s over a 1s deadline");
+    /// assert!(!s.is_closed());
+    /// ```
+    pub fn report_error(&self, reason: impl Into<BoxError>) {
+        self.raise_error(reason.into(), false);
+    }
+
+    /// Closes the session with a reason: it passes the stack as
+    /// [`Event::Error`](crate::Event::Error) (as [`Error::Raised`]), then the
+    /// session drains and `Close` follows, as for any failure. Later reasons
+    /// are logged only. A heartbeat closing an idle peer uses this.
+    ///
+    /// ```
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// s.close_with_error("reader idle for 30s");
+    /// assert!(s.is_closed());
+    /// ```
+    pub fn close_with_error(&self, reason: impl Into<BoxError>) {
+        self.raise_error(reason.into(), true);
+        self.close();
+    }
+
+    fn raise_error(&self, source: BoxError, fatal: bool) {
+        lock(&self.inner.raised).push((Error::Raised { source }, fatal));
+        self.inner.has_raised.store(true, Ordering::Release);
+        self.inner.queue.wake_driver();
+    }
+
+    /// Takes the raised errors, oldest first (for the driver).
+    pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
+        if !self.inner.has_raised.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *lock(&self.inner.raised))
     }
 
     /// Resolves once the session has ended: the socket is closed, `Close`
