@@ -275,46 +275,27 @@ async fn run_slot<MC, M, R, W>(
                 r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
             }
         };
+        // A connection whose peer address cannot be read is already lost:
+        // it counts as a failed attempt.
+        let attempt = attempt.and_then(|stream| stream.peer_addr().map(|peer| (stream, peer)));
         let pause = match attempt {
-            Ok(stream) => {
+            Ok((stream, peer)) => {
                 failures = 0;
-                let peer = match stream.peer_addr() {
-                    Ok(peer) => peer,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "connection lost before it started");
-                        continue;
-                    }
-                };
                 let session = new_session(&stream, peer, EndpointKind::TcpClient, &settings.config);
                 let _registered = client.registry.register(&session);
-                if client.stop.is_cancelled() {
-                    session.close();
-                }
-                let ready: Result<&mut M, BoxError> = make.ready().await.map_err(Into::into);
-                let making = ready.map(|make| make.call(session.clone()));
-                let svc: Result<M::Response, BoxError> = match making {
-                    Ok(making) => tokio::select! {
-                        made = making => made.map_err(Into::into),
-                        () = session.forced() => Err("forced closed while the new-session callback ran".into()),
-                    },
-                    Err(e) => Err(e),
-                };
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
                 }
-                match svc {
-                    Ok(svc) => {
-                        let span = tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
-                        let codec = codec.make_codec(&session);
-                        driver::run(stream, codec, svc, session)
-                            .instrument(span)
-                            .await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session refused by the new-session callback");
-                        session.finish();
-                    }
-                }
+                let ready: Result<&mut M, BoxError> = tokio::select! {
+                    _ = client.stop.cancelled() => Err("client closed".into()),
+                    ready = make.ready() => ready.map_err(Into::into),
+                };
+                let making = ready.and_then(|make| driver::call_make(make, &session));
+                let span =
+                    tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
+                driver::serve_session(stream, session, making, &*codec)
+                    .instrument(span)
+                    .await;
                 settings.reconnect_interval
             }
             Err(e) => {

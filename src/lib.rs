@@ -75,7 +75,7 @@ pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn}
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use service::{MakeSessionService, SessionService};
-pub use session::{EndpointKind, Session, SessionConfig, SessionStats};
+pub use session::{EndpointKind, Session, SessionConfig, SessionStats, WeakSession};
 
 // The README's examples compile as doctests, so the front door cannot rot.
 #[cfg(doctest)]

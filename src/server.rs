@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session,
+    codec::MakeCodec, driver, Addr, EndpointKind, MakeSessionService, Registry, Session,
     SessionConfig,
 };
 use tokio_util::codec::Decoder;
@@ -297,31 +297,22 @@ async fn accept_loop<MC, M, R, W>(
             continue;
         }
         let session = new_session(&stream, peer, EndpointKind::TcpServer, &builder.config);
-        if let Err(e) = make.ready().await {
+        let ready = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            ready = make.ready() => ready,
+        };
+        if let Err(e) = ready {
             tracing::error!(error = %e.into(), "new-session service failed; the server stops accepting");
             break;
         }
-        let making = make.call(session.clone());
+        let making = driver::call_make(&mut make, &session);
         let registered = shared.registry.register(&session);
         let codec = Arc::clone(&codec);
         let span = tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
         shared.tracker.spawn(
             async move {
                 let _registered = registered;
-                let made: Result<M::Response, BoxError> = tokio::select! {
-                    made = making => made.map_err(Into::into),
-                    () = session.forced() => Err("forced closed while the new-session callback ran".into()),
-                };
-                match made {
-                    Ok(svc) => {
-                        let codec = codec.make_codec(&session);
-                        driver::run(stream, codec, svc, session).await;
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, "session refused by the new-session callback");
-                        session.finish();
-                    }
-                }
+                driver::serve_session(stream, session, making, &*codec).await;
             }
             .instrument(span),
         );

@@ -42,6 +42,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::MakeCodec;
+
+/// The most a decode reserves ahead of data that has not arrived.
+const RESERVE_STEP: usize = 64 * 1024;
 use crate::Session;
 
 /// The error of [`LengthCodec`].
@@ -292,9 +295,11 @@ impl Decoder for LengthCodec {
         }
         // In range of `max`, so it fits in usize.
         let len = len as usize;
-        if src.len() < n + len {
-            // Bounded by `max`, checked above.
-            src.reserve(n + len - src.len());
+        let buffered = src.len() - n;
+        if buffered < len {
+            // Room for what is still to come, in steps: even within `max`, a
+            // header alone must not make us allocate a large buffer up front.
+            src.reserve((len - buffered).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(n);

@@ -23,6 +23,7 @@ use std::{
     future::Future,
     io,
     mem::MaybeUninit,
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     task::{ready, Context, Poll},
     time::Duration,
@@ -42,7 +43,8 @@ use super::{
     pipeline::Pipeline,
 };
 use crate::{
-    codec::LengthCodecError, session::queue::Outbound, BoxError, Error, Event, Request, Session,
+    codec::LengthCodecError, error::panic_message, session::queue::Outbound, BoxError, Error,
+    Event, Request, Session,
 };
 
 /// Loop turns before a busy session yields to the runtime.
@@ -101,6 +103,14 @@ pub(super) struct Conn<T, C, R, W> {
     /// The last socket read or write that moved bytes.
     last_io: Instant,
     next_tick: Option<Instant>,
+    /// The cron period `next_tick` was computed with.
+    tick_period: Option<Duration>,
+    /// Since when the driver has been waiting on the socket for input (the
+    /// read timeout runs only then, not while backpressure keeps it from
+    /// reading), as getty sets a read deadline just before each read.
+    read_waiting_since: Option<Instant>,
+    /// The last dispatch pass ended waiting on the socket.
+    read_blocked: bool,
     stalled_since: Option<Instant>,
     armed: Option<Instant>,
 }
@@ -111,12 +121,12 @@ where
     C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
     <C as Decoder>::Error: Into<BoxError>,
 {
-    pub(super) fn new(io: T, codec: C, session: Session<W>) -> Self {
+    pub(super) fn new(io: T, codec: C, session: Session<W>, max_in_flight: usize) -> Self {
         let now = Instant::now();
         Conn {
             io,
             codec,
-            max_in_flight: session.max_in_flight(),
+            max_in_flight,
             session,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -136,6 +146,9 @@ where
             last_read: now,
             last_io: now,
             next_tick: None,
+            tick_period: None,
+            read_waiting_since: None,
+            read_blocked: false,
             stalled_since: None,
             armed: None,
         }
@@ -161,12 +174,19 @@ where
             if self.session.is_closed() {
                 self.begin_drain();
             }
-            let mut progress = self.fill_from_queue();
+            let mut progress = self.fill_from_queue(HIGH_WATER);
+            self.read_blocked = false;
             progress |= self.dispatch(cx, svc, calls.as_mut());
+            if !self.read_blocked {
+                self.read_waiting_since = None;
+            }
             if self.service_dead {
                 return Poll::Ready(());
             }
-            if !progress || self.wbuf.len() >= HIGH_WATER {
+            // Writing waits for a quiet turn (one write for many packets),
+            // but not past high water nor past a budget: a peer that never
+            // stops sending must not hold our output back.
+            if !progress || self.wbuf.len() >= HIGH_WATER || turn == BUDGET - 1 {
                 progress |= self.poll_write(cx);
             }
             // Deadlines are checked when the session is about to wait, and
@@ -193,6 +213,10 @@ where
     fn begin_drain(&mut self) {
         if self.drain_deadline.is_none() {
             self.session.close();
+            // `close` from another thread marks the session closed before it
+            // closes the queue; close it here too so nothing can be accepted
+            // after the drain looked at the queue.
+            self.session.queue().close();
             self.drain_deadline = Some(Instant::now() + self.session.wait_time());
             self.reading = false;
             self.pending_tick = false;
@@ -213,6 +237,9 @@ where
             _ => tracing::warn!(%error, "session failed"),
         }
         self.failed = true;
+        // After a failure no more packets are delivered: Error, then Close.
+        self.rbuf = BytesMut::new();
+        self.pending_msg = None;
         self.pending_errors.push_back(error);
         self.begin_drain();
     }
@@ -258,8 +285,17 @@ where
 
     // ----- the steps of a turn ---------------------------------------------
 
+    /// Writes a call's response. What the handler queued with
+    /// `Session::send` before returning goes first, whatever the high-water
+    /// mark (the queue's capacity bounds it), so a handler's sends and its
+    /// response keep the order it made them in.
+    pub(super) fn respond(&mut self, packets: impl IntoIterator<Item = W>) {
+        self.fill_from_queue(usize::MAX);
+        self.encode_all(packets);
+    }
+
     /// Encodes a response's packets into the write buffer.
-    pub(super) fn encode_all(&mut self, packets: impl IntoIterator<Item = W>) {
+    fn encode_all(&mut self, packets: impl IntoIterator<Item = W>) {
         for pkg in packets {
             if !self.encode(pkg) {
                 break;
@@ -281,8 +317,11 @@ where
     }
 
     /// Moves `Session::send*` items into the write buffer.
-    fn fill_from_queue(&mut self) -> bool {
+    fn fill_from_queue(&mut self, limit: usize) -> bool {
         let queue = self.session.queue();
+        if self.backlog.is_empty() && !queue.has_items() {
+            return false;
+        }
         if self.broken {
             self.backlog.clear();
             self.flush_waiters.clear();
@@ -291,7 +330,7 @@ where
         }
         let mut taken = 0;
         let mut failure = None;
-        while self.wbuf.len() < HIGH_WATER {
+        while self.wbuf.len() < limit {
             let item = match self.backlog.pop_front() {
                 Some(item) => item,
                 None => {
@@ -360,7 +399,7 @@ where
             while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
                 progress = true;
                 match result {
-                    Ok(response) => self.encode_all(response),
+                    Ok(response) => self.respond(response),
                     Err(e) => self.handler_failed(kind, e),
                 }
             }
@@ -410,7 +449,7 @@ where
     fn next_message(&mut self, cx: &mut Context<'_>) -> Option<R> {
         loop {
             if !self.rbuf.is_empty() {
-                match self.codec.decode(&mut self.rbuf) {
+                match contain(|| self.codec.decode(&mut self.rbuf)) {
                     Ok(Some(m)) => return Some(self.received(m)),
                     Ok(None) => {
                         let max = self.session.max_packet_len();
@@ -437,7 +476,7 @@ where
                     return None;
                 }
                 // The codec may complete a last packet at end of stream.
-                return match self.codec.decode_eof(&mut self.rbuf) {
+                return match contain(|| self.codec.decode_eof(&mut self.rbuf)) {
                     Ok(Some(m)) => Some(self.received(m)),
                     _ => {
                         let buffered = self.rbuf.len();
@@ -465,12 +504,19 @@ where
                 return None;
             }
             match poll_read_some(&mut self.io, &mut self.rbuf, cx) {
-                Poll::Pending => return None,
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    if self.read_waiting_since.is_none() && self.session.read_timeout().is_some() {
+                        self.read_waiting_since = Some(Instant::now());
+                    }
+                    return None;
+                }
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(n)) => {
                     crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
                     self.last_read = Instant::now();
                     self.last_io = self.last_read;
+                    self.read_waiting_since = None;
                 }
                 Poll::Ready(Err(e)) => {
                     self.io_failed(e);
@@ -551,21 +597,23 @@ where
                 return true;
             }
         } else {
-            match self.session.cron_period() {
-                Some(period) => {
-                    let next = *self.next_tick.get_or_insert(now + period);
-                    if now >= next {
-                        self.pending_tick = true;
-                        self.next_tick = Some(now + period);
-                        fired = true;
-                    }
+            let period = self.session.cron_period();
+            if period != self.tick_period {
+                // A new period (set on the live session) counts from now.
+                self.tick_period = period;
+                self.next_tick = period.map(|p| now + p);
+            }
+            if let (Some(period), Some(next)) = (period, self.next_tick) {
+                if now >= next {
+                    self.pending_tick = true;
+                    self.next_tick = Some(now + period);
+                    fired = true;
                 }
-                None => self.next_tick = None,
             }
         }
         let read_timeout = self.session.read_timeout().filter(|_| self.reading);
-        if let Some(timeout) = read_timeout {
-            if now >= self.last_read + timeout {
+        if let (Some(timeout), Some(since)) = (read_timeout, self.read_waiting_since) {
+            if now >= since + timeout {
                 self.fail(Error::ReadTimeout {
                     peer: self.session.peer_addr().clone(),
                     timeout,
@@ -602,7 +650,11 @@ where
             consider(self.next_tick);
         }
         if self.reading {
-            consider(self.session.read_timeout().map(|t| self.last_read + t));
+            consider(
+                read_timeout
+                    .zip(self.read_waiting_since)
+                    .map(|(t, since)| since + t),
+            );
         }
         if !self.wbuf.is_empty() && !self.broken {
             consider(
@@ -683,17 +735,30 @@ where
     }
 }
 
+/// Runs a codec call with a panic turned into an error: a codec (a user's
+/// package handler, say) slicing past the end of hostile input must close
+/// its session cleanly, not kill the session's task.
+fn contain<T, E: Into<BoxError>>(f: impl FnOnce() -> Result<T, E>) -> Result<T, BoxError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Into::into),
+        Err(payload) => Err(format!("codec panicked: {}", panic_message(&*payload)).into()),
+    }
+}
+
 /// Encodes one packet into the write buffer, counting it.
 fn encode_packet<C: Encoder<W>, W>(
     codec: &mut C,
     wbuf: &mut BytesMut,
     session: &Session<W>,
     pkg: W,
-) -> Result<(), C::Error> {
+) -> Result<(), BoxError>
+where
+    C::Error: Into<BoxError>,
+{
     if wbuf.capacity() == 0 {
         wbuf.reserve(WRITE_CHUNK);
     }
-    codec.encode(pkg, wbuf)?;
+    contain(|| codec.encode(pkg, wbuf))?;
     crate::session::Counters::add(&session.counters().packets_out, 1);
     Ok(())
 }

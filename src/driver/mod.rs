@@ -5,14 +5,21 @@ mod call;
 mod conn;
 mod pipeline;
 
-use std::{future::poll_fn, pin::pin, time::Duration};
+use std::{
+    future::{poll_fn, Future},
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::pin,
+    time::Duration,
+};
+
+use futures_util::FutureExt;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
 use self::{conn::Conn, pipeline::Pipeline};
-use crate::{BoxError, Event, Request, Session};
+use crate::{codec::MakeCodec, error::panic_message, BoxError, Event, Request, Session};
 
 /// Runs a session to its end: `Open`, the running loop, the drain, the
 /// socket's close, `Close`, then the close callbacks.
@@ -46,11 +53,12 @@ where
     };
     tracing::debug!("session open");
 
-    let mut calls = pin!(Pipeline::new(session.max_in_flight()));
+    let max_in_flight = session.max_in_flight();
+    let mut calls = pin!(Pipeline::new(max_in_flight));
     // Armed by the loop only when a deadline exists.
     let mut timer = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
-    let mut conn = Conn::new(io, codec, session.clone());
-    conn.encode_all(greeting);
+    let mut conn = Conn::new(io, codec, session.clone(), max_in_flight);
+    conn.respond(greeting);
     poll_fn(|cx| conn.poll_run(cx, &mut svc, calls.as_mut(), timer.as_mut())).await;
 
     // Calls still in flight here overran the wait time (or the session was
@@ -75,4 +83,72 @@ where
     }
     tracing::debug!(stats = %session.stats(), "session closed");
     session.finish();
+}
+
+/// Starts a session whose service the new-session callback is making:
+/// waits for the service (abandoned if the session is forced closed
+/// meanwhile), makes the codec, and runs the session. A refusal, or a panic
+/// anywhere on the way, ends the session cleanly: it is finished (close
+/// callbacks run) and, if a panic escaped the driver, the panic is logged.
+pub(crate) async fn serve_session<T, MC, F, S, E, R, W>(
+    io: T,
+    session: Session<W>,
+    making: Result<F, BoxError>,
+    codec: &MC,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+    MC: MakeCodec<W>,
+    MC::Codec: Decoder<Item = R>,
+    F: Future<Output = Result<S, E>>,
+    S: Service<Request<R, W>>,
+    S::Response: IntoIterator<Item = W>,
+    S::Error: Into<BoxError>,
+    E: Into<BoxError>,
+{
+    let made: Result<S, BoxError> = match making {
+        Err(e) => Err(e),
+        Ok(making) => tokio::select! {
+            made = AssertUnwindSafe(making).catch_unwind() => match made {
+                Ok(made) => made.map_err(Into::into),
+                Err(payload) => Err(panicked("new-session callback", &*payload)),
+            },
+            () = session.forced() => Err("forced closed while the new-session callback ran".into()),
+        },
+    };
+    let svc = match made {
+        Ok(svc) => svc,
+        Err(error) => {
+            tracing::info!(%error, "session refused by the new-session callback");
+            session.finish();
+            return;
+        }
+    };
+    let codec = match catch_unwind(AssertUnwindSafe(|| codec.make_codec(&session))) {
+        Ok(codec) => codec,
+        Err(payload) => {
+            tracing::error!(error = %panicked("make_codec", &*payload), "session refused");
+            session.finish();
+            return;
+        }
+    };
+    if let Err(payload) = AssertUnwindSafe(run(io, codec, svc, session.clone()))
+        .catch_unwind()
+        .await
+    {
+        tracing::error!(error = %panicked("session driver", &*payload), "session ended");
+        session.finish();
+    }
+}
+
+/// Calls the new-session callback, a panic becoming a refusal.
+pub(crate) fn call_make<M, W>(make: &mut M, session: &Session<W>) -> Result<M::Future, BoxError>
+where
+    M: Service<Session<W>>,
+{
+    catch_unwind(AssertUnwindSafe(|| make.call(session.clone())))
+        .map_err(|payload| panicked("new-session callback", &*payload))
+}
+
+fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> BoxError {
+    format!("{what} panicked: {}", panic_message(payload)).into()
 }

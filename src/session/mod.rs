@@ -82,6 +82,10 @@ fn now_nanos() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+fn clamp_period(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}
+
 fn nanos_at(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
@@ -147,6 +151,47 @@ struct Inner<W> {
 /// ```
 pub struct Session<W = Bytes> {
     inner: Arc<Inner<W>>,
+}
+
+/// A handle to a session that does not keep it alive, for state the session
+/// itself owns (close callbacks, attributes) where a [`Session`] would form
+/// a reference cycle.
+///
+/// ```
+/// use getty::{Addr, EndpointKind, Session, SessionConfig};
+///
+/// let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+/// let weak = s.downgrade();
+/// s.add_close_callback("log", 1u8, move || {
+///     if let Some(s) = weak.upgrade() { println!("{} closed", s.id()); }
+/// });
+/// let weak = s.downgrade();
+/// drop(s);
+/// assert!(weak.upgrade().is_none()); // the callback did not keep it alive
+/// ```
+pub struct WeakSession<W = Bytes> {
+    inner: std::sync::Weak<Inner<W>>,
+}
+
+impl<W> WeakSession<W> {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session<W>> {
+        self.inner.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl<W> Clone for WeakSession<W> {
+    fn clone(&self) -> Self {
+        WeakSession {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<W> fmt::Debug for WeakSession<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSession").finish_non_exhaustive()
+    }
 }
 
 impl<W> Clone for Session<W> {
@@ -222,7 +267,7 @@ impl<W> Session<W> {
                     max_packet_len: AtomicUsize::new(config.max_packet_len),
                     read_timeout: AtomicU64::new(to_nanos(config.read_timeout)),
                     write_timeout: AtomicU64::new(to_nanos(config.write_timeout)),
-                    cron_period: AtomicU64::new(to_nanos(config.cron_period)),
+                    cron_period: AtomicU64::new(to_nanos(config.cron_period.map(clamp_period))),
                     wait_time: AtomicU64::new(to_nanos(Some(config.wait_time))),
                     max_in_flight: AtomicUsize::new(config.max_in_flight.max(1)),
                 },
@@ -236,6 +281,13 @@ impl<W> Session<W> {
                 has_raised: AtomicBool::new(false),
                 written: AtomicU64::new(now_nanos()),
             }),
+        }
+    }
+
+    /// A handle that does not keep the session alive.
+    pub fn downgrade(&self) -> WeakSession<W> {
+        WeakSession {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -393,8 +445,10 @@ impl<W> Session<W> {
     }
 
     /// Sets the cron period (getty's `SetCronPeriod`); `None` stops ticks.
+    ///
+    /// A period below 1 ms is raised to 1 ms (a zero period would spin).
     pub fn set_cron_period(&self, period: Option<Duration>) {
-        self.store_duration(&self.inner.settings.cron_period, period);
+        self.store_duration(&self.inner.settings.cron_period, period.map(clamp_period));
     }
 
     /// How long a closing session may take to drain.

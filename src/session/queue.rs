@@ -6,7 +6,14 @@
 //! A `VecDeque` allocates nothing until used; a `Semaphore` carries the bound
 //! and the waiting senders.
 
-use std::{collections::VecDeque, sync::Mutex, task::Context};
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+    task::Context,
+};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -33,6 +40,10 @@ struct State<W> {
 
 pub(crate) struct Queue<W> {
     state: Mutex<State<W>>,
+    /// Set after a push, cleared when the driver takes the items: lets the
+    /// driver skip the lock when nothing was queued (a stale `true` only
+    /// costs one empty look).
+    has_items: AtomicBool,
     permits: Semaphore,
     driver: AtomicWaker,
 }
@@ -44,6 +55,7 @@ impl<W> Queue<W> {
                 items: VecDeque::new(),
                 closed: false,
             }),
+            has_items: AtomicBool::new(false),
             permits: Semaphore::new(capacity.max(1)),
             driver: AtomicWaker::new(),
         }
@@ -63,6 +75,7 @@ impl<W> Queue<W> {
             }
             state.items.push_back(item);
         }
+        self.has_items.store(true, Ordering::Release);
         self.driver.wake();
         Ok(())
     }
@@ -99,7 +112,14 @@ impl<W> Queue<W> {
     /// they are in its write buffer, so the bound covers its backlog too.
     pub(crate) fn swap(&self, out: &mut VecDeque<Outbound<W>>) {
         debug_assert!(out.is_empty());
-        std::mem::swap(&mut self.lock().items, out);
+        let mut state = self.lock();
+        self.has_items.store(false, Ordering::Relaxed);
+        std::mem::swap(&mut state.items, out);
+    }
+
+    /// Whether anything may be queued (see `has_items`).
+    pub(crate) fn has_items(&self) -> bool {
+        self.has_items.load(Ordering::Acquire)
     }
 
     /// Returns room for `n` packets to the senders.
