@@ -244,6 +244,19 @@ where
         self.begin_drain();
     }
 
+    /// Takes the errors raised with `Session::report_error` and
+    /// `close_with_error` into the event order.
+    fn absorb_raised(&mut self) {
+        for (error, fatal) in self.session.take_raised() {
+            if fatal {
+                self.fail(error);
+            } else {
+                tracing::debug!(%error, "error reported");
+                self.pending_errors.push_back(error);
+            }
+        }
+    }
+
     fn io_failed(&mut self, source: io::Error) {
         self.broken = true;
         self.wbuf = BytesMut::new();
@@ -386,14 +399,6 @@ where
         S::Error: Into<BoxError>,
     {
         let mut progress = false;
-        for (error, fatal) in self.session.take_raised() {
-            if fatal {
-                self.fail(error);
-            } else {
-                tracing::debug!(%error, "error reported");
-                self.pending_errors.push_back(error);
-            }
-        }
         for _ in 0..PUMP {
             // Finished calls first, in start order: their responses go out.
             while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
@@ -402,6 +407,12 @@ where
                     Ok(response) => self.respond(response),
                     Err(e) => self.handler_failed(kind, e),
                 }
+            }
+            // What the finished calls raised or closed takes effect before
+            // the next packet is read.
+            self.absorb_raised();
+            if self.session.is_closed() {
+                self.begin_drain();
             }
             if calls.len() >= self.max_in_flight {
                 break;
