@@ -1,0 +1,83 @@
+//! [`ResponseFuture`]: the handling of one event, holding its permit.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use pin_project::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// The response future of [`TaskPoolService`](super::TaskPoolService): the
+/// inner service's future, holding the event's pool permit until it
+/// completes; or, for a message a shedding pool did not handle, an empty
+/// response (`Default`) at once.
+///
+/// ```
+/// use getty::{Addr, EndpointKind, Event, Request, Session, SessionConfig};
+/// use getty_layers::pool::{TaskPool, TaskPoolLayer};
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), getty::BoxError> {
+/// let pool = TaskPool::new(2);
+/// let mut svc = TaskPoolLayer::new(pool.clone()).layer(service_fn(|req: Request<String, String>| async move {
+///     Ok::<_, getty::BoxError>(req.into_message())
+/// }));
+/// let session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+///
+/// svc.ready().await?; // reserves a permit
+/// assert_eq!(pool.available(), 1);
+/// let response = svc.call(Request::new(session, Event::Message("hi".to_string())));
+/// assert_eq!(pool.available(), 1); // the future holds it
+/// assert_eq!(response.await?, Some("hi".to_string()));
+/// assert_eq!(pool.available(), 2); // given back on completion
+/// # Ok(())
+/// # }
+/// ```
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    /// `None` for a shed message.
+    #[pin]
+    inner: Option<F>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, permit: Option<OwnedSemaphorePermit>) -> Self {
+        ResponseFuture {
+            inner: Some(inner),
+            permit,
+        }
+    }
+
+    pub(super) fn shed() -> Self {
+        ResponseFuture {
+            inner: None,
+            permit: None,
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    T: Default,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            None => Poll::Ready(Ok(T::default())),
+            Some(inner) => {
+                let out = ready!(inner.poll(cx));
+                // Free the permit now, not when the driver drops the future.
+                *this.permit = None;
+                Poll::Ready(out)
+            }
+        }
+    }
+}
