@@ -64,7 +64,9 @@ async fn main() -> Result<(), BoxError> {
                 let stack = ServiceBuilder::new()
                     .trace_events(TraceLayer::new().slow_threshold(Duration::from_millis(200)))
                     .stats(&s)
-                    .heartbeat(HeartbeatLayer::new().close_when_reader_idle(Duration::from_secs(30)))
+                    .heartbeat(
+                        HeartbeatLayer::new().close_when_reader_idle(Duration::from_secs(30)),
+                    )
                     .on_close(|s: &Session| println!("[server] session {} ended", s.id()))
                     .session_rate_limit(RateLimitLayer::new(Rate::per_second(10_000)))
                     .load_shed()
