@@ -254,3 +254,50 @@ async fn the_heartbeat_closes_a_silent_client_through_the_full_stack() {
     assert_eq!(log.events(), ["error:idle:closed=true", "close"]);
     server.shutdown(LIMIT).await;
 }
+
+/// A handler panicking deep inside the stack (behind tower's `buffer`,
+/// whose worker task dies with it) costs only its own session: the session
+/// gets an Error and a Close, and the server keeps serving new sessions.
+#[tokio::test]
+async fn a_panic_inside_the_layer_stack_is_contained_to_its_session() {
+    let stats = Stats::new();
+    let s = stats.clone();
+    let server = serve(move || {
+        ServiceBuilder::new()
+            .stats(&s)
+            .event_timeout(EventTimeoutLayer::new(Duration::from_secs(1)))
+            .timeout(Duration::from_secs(5))
+            .buffer(4)
+            .service(tower::service_fn(|req: Request<Bytes>| async move {
+                match req.event {
+                    Event::Message(pkg) if &pkg[..] == b"boom" => panic!("handler bug"),
+                    Event::Message(pkg) => Ok::<_, Infallible>(Some(pkg)),
+                    _ => Ok(None),
+                }
+            }))
+    })
+    .await;
+
+    let mut healthy = TcpStream::connect(server.local_addr()).await.unwrap();
+    healthy.write_all(&frame(b"before")).await.unwrap();
+    assert_eq!(read_frame(&mut healthy).await, b"before");
+
+    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
+    victim.write_all(&frame(b"boom")).await.unwrap();
+    expect_eof(&mut victim).await;
+
+    healthy.write_all(&frame(b"after")).await.unwrap();
+    assert_eq!(read_frame(&mut healthy).await, b"after");
+    let mut newcomer = TcpStream::connect(server.local_addr()).await.unwrap();
+    newcomer.write_all(&frame(b"hello")).await.unwrap();
+    assert_eq!(read_frame(&mut newcomer).await, b"hello");
+
+    eventually("the victim closed", || stats.snapshot().closed == 1).await;
+    let snap = stats.snapshot();
+    assert_eq!(snap.live, 2);
+    assert!(
+        snap.error_count() >= 1,
+        "the panic reached the stack as an error: {snap}"
+    );
+    server.shutdown(LIMIT).await;
+}

@@ -1,40 +1,4 @@
-//! A length-prefixed codec.
-//!
-//! ```text
-//! +---------------+--------------------------+
-//! | length (N B)  | payload (length bytes)   |
-//! +---------------+--------------------------+
-//!  N = 1, 2, 4 or 8; big endian by default; the length counts the payload only
-//! ```
-//!
-//! Decoding a literal byte string:
-//!
-//! ```
-//! use bytes::BytesMut;
-//! use getty::codec::LengthCodec;
-//! use tokio_util::codec::Decoder;
-//!
-//! let mut codec = LengthCodec::builder().length_field_bytes(2).new_codec();
-//! let mut buf = BytesMut::from(&b"\x00\x03abc\x00\x01z"[..]);
-//! assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"abc"[..]);
-//! assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"z"[..]);
-//! assert!(codec.decode(&mut buf).unwrap().is_none());
-//! ```
-//!
-//! A declared length above the maximum is an error before any byte of the
-//! payload is buffered or allocated:
-//!
-//! ```
-//! use bytes::BytesMut;
-//! use getty::codec::{LengthCodec, LengthCodecError};
-//! use tokio_util::codec::Decoder;
-//!
-//! let mut codec = LengthCodec::builder().max_packet_len(4096).new_codec();
-//! let mut buf = BytesMut::from(&9_000_000u32.to_be_bytes()[..]);
-//! let err = codec.decode(&mut buf).unwrap_err();
-//! assert!(matches!(err, LengthCodecError::TooLarge { len: 9_000_000, max: 4096 }));
-//! assert_eq!(buf.capacity(), 4); // nothing was reserved for the payload
-//! ```
+//! The length-prefixed codec.
 
 use std::{fmt, io};
 
@@ -42,10 +6,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::MakeCodec;
+use crate::Session;
 
 /// The most a decode reserves ahead of data that has not arrived.
 const RESERVE_STEP: usize = 64 * 1024;
-use crate::Session;
 
 /// The error of [`LengthCodec`].
 ///
@@ -109,7 +73,43 @@ impl From<io::Error> for LengthCodecError {
     }
 }
 
-/// A length-prefixed codec; see the [module docs](self) for the wire format.
+/// A length-prefixed codec.
+///
+/// ```text
+/// +---------------+--------------------------+
+/// | length (N B)  | payload (length bytes)   |
+/// +---------------+--------------------------+
+///  N = 1, 2, 4 or 8; big endian by default; the length counts the payload only
+/// ```
+///
+/// Decoding a literal byte string:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use getty::codec::LengthCodec;
+/// use tokio_util::codec::Decoder;
+///
+/// let mut codec = LengthCodec::builder().length_field_bytes(2).new_codec();
+/// let mut buf = BytesMut::from(&b"\x00\x03abc\x00\x01z"[..]);
+/// assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"abc"[..]);
+/// assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), &b"z"[..]);
+/// assert!(codec.decode(&mut buf).unwrap().is_none());
+/// ```
+///
+/// A declared length above the maximum is an error before any byte of the
+/// payload is buffered or allocated:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use getty::codec::{LengthCodec, LengthCodecError};
+/// use tokio_util::codec::Decoder;
+///
+/// let mut codec = LengthCodec::builder().max_packet_len(4096).new_codec();
+/// let mut buf = BytesMut::from(&9_000_000u32.to_be_bytes()[..]);
+/// let err = codec.decode(&mut buf).unwrap_err();
+/// assert!(matches!(err, LengthCodecError::TooLarge { len: 9_000_000, max: 4096 }));
+/// assert_eq!(buf.capacity(), 4); // nothing was reserved for the payload
+/// ```
 ///
 /// ```
 /// use bytes::{Bytes, BytesMut};
