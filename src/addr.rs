@@ -1,4 +1,4 @@
-use std::{fmt, net::SocketAddr};
+use std::{fmt, net::SocketAddr, path::PathBuf};
 
 /// The address of one end of a session.
 ///
@@ -19,6 +19,9 @@ use std::{fmt, net::SocketAddr};
 pub enum Addr {
     /// An IPv4 or IPv6 socket address.
     Inet(SocketAddr),
+    /// A Unix domain socket: its path, or `None` for an unnamed one (a
+    /// connecting client's end usually is).
+    Unix(Option<PathBuf>),
     /// No address is known.
     Unknown,
 }
@@ -28,7 +31,7 @@ impl Addr {
     pub fn as_socket_addr(&self) -> Option<SocketAddr> {
         match self {
             Addr::Inet(a) => Some(*a),
-            Addr::Unknown => None,
+            Addr::Unix(_) | Addr::Unknown => None,
         }
     }
 }
@@ -43,6 +46,8 @@ impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Inet(a) => a.fmt(f),
+            Addr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Addr::Unix(None) => f.write_str("unix:<unnamed>"),
             Addr::Unknown => f.write_str("<unknown>"),
         }
     }

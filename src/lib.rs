@@ -66,6 +66,8 @@ mod registry;
 mod server;
 mod service;
 mod session;
+pub mod tls;
+mod transport;
 
 pub use addr::Addr;
 pub use client::{Client, ClientBuilder};

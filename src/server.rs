@@ -3,12 +3,13 @@
 use std::{
     fmt, io,
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use tokio::{
-    net::{TcpListener, TcpStream, ToSocketAddrs},
+    net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream},
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -16,8 +17,8 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, Addr, EndpointKind, MakeSessionService, Registry, Session,
-    SessionConfig,
+    codec::MakeCodec, driver, tls::ServerTlsConfig, transport::Io, Addr, BoxError, EndpointKind,
+    MakeSessionService, Registry, Session, SessionConfig,
 };
 use tokio_util::codec::Decoder;
 
@@ -35,10 +36,23 @@ use tokio_util::codec::Decoder;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerBuilder {
     config: SessionConfig,
     max_sessions: Option<usize>,
+    tls: Option<ServerTlsConfig>,
+    handshake_timeout: Duration,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            config: SessionConfig::default(),
+            max_sessions: None,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl ServerBuilder {
@@ -56,8 +70,24 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds a listening socket (getty's `WithLocalAddress`). Port 0 picks a
-    /// free port; [`Server::local_addr`] tells which.
+    /// Speaks TLS on the TCP socket [`bind`](Self::bind) makes (getty's
+    /// TLS server). Each connection's handshake runs in its own task, bounded
+    /// by the [handshake timeout](Self::handshake_timeout); a failed one
+    /// (wrong CA, plain TCP, garbage) is logged and the connection closed,
+    /// and no session is made for it.
+    pub fn tls(mut self, config: ServerTlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long a TLS handshake may take. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Binds a listening TCP socket (getty's `WithLocalAddress`). Port 0
+    /// picks a free port; [`Server::local_addr`] tells which.
     ///
     /// # Errors
     /// When the address cannot be resolved or bound.
@@ -66,14 +96,41 @@ impl ServerBuilder {
         self.from_listener(listener)
     }
 
-    /// Serves on a listener bound elsewhere.
+    /// Serves on a TCP listener bound elsewhere.
     ///
     /// # Errors
     /// When the listener's local address cannot be read.
     pub fn from_listener(self, listener: TcpListener) -> io::Result<Server> {
+        let addr = Addr::from(listener.local_addr()?);
         Ok(Server {
-            local_addr: listener.local_addr()?,
-            listener,
+            listener: Listener::Tcp(listener),
+            addr,
+            builder: self,
+        })
+    }
+
+    /// Binds a Unix domain socket at `path`. The socket file is removed when
+    /// the server shuts down; a file already at `path` is an error (remove a
+    /// stale one first).
+    ///
+    /// # Errors
+    /// When the socket cannot be bound, or TLS was configured (TLS runs over
+    /// TCP only).
+    pub fn bind_unix(self, path: impl AsRef<Path>) -> io::Result<Server> {
+        if self.tls.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS runs over TCP only; bind a TCP address for a TLS server",
+            ));
+        }
+        let path = path.as_ref().to_owned();
+        let listener = UnixListener::bind(&path)?;
+        Ok(Server {
+            listener: Listener::Unix {
+                listener,
+                path: path.clone(),
+            },
+            addr: Addr::Unix(Some(path)),
             builder: self,
         })
     }
@@ -102,9 +159,40 @@ impl ServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: Listener,
+    addr: Addr,
     builder: ServerBuilder,
+}
+
+#[derive(Debug)]
+enum Listener {
+    Tcp(TcpListener),
+    Unix { listener: UnixListener, path: PathBuf },
+}
+
+/// A freshly accepted connection, before any handshake.
+enum Accepted {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<(Accepted, Addr, Addr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                // Small packets must not wait for Nagle; batching is done above.
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
+                Ok((Accepted::Tcp(stream), Addr::from(peer), local))
+            }
+            Listener::Unix { listener, path } => {
+                let (stream, peer) = listener.accept().await?;
+                let peer = Addr::Unix(peer.as_pathname().map(Path::to_path_buf));
+                Ok((Accepted::Unix(stream), peer, Addr::Unix(Some(path.clone()))))
+            }
+        }
+    }
 }
 
 impl Server {
@@ -113,9 +201,18 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The address the server is bound to.
+    /// The TCP address the server is bound to.
+    ///
+    /// # Panics
+    /// On a Unix-socket server, which has no IP address: use
+    /// [`addr`](Self::addr) there.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        inet(&self.addr)
+    }
+
+    /// The address the server is bound to, whatever the transport.
+    pub fn addr(&self) -> &Addr {
+        &self.addr
     }
 
     /// Starts accepting on the current tokio runtime (getty's
@@ -144,7 +241,7 @@ impl Server {
             registry: Registry::default(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            local_addr: self.local_addr,
+            addr: self.addr.clone(),
             accept: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(
@@ -162,8 +259,13 @@ struct Shared<W> {
     registry: Registry<W>,
     stop: CancellationToken,
     tracker: TaskTracker,
-    local_addr: SocketAddr,
+    addr: Addr,
     accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn inet(addr: &Addr) -> SocketAddr {
+    addr.as_socket_addr()
+        .unwrap_or_else(|| panic!("{addr} has no IP address; use addr() for a Unix-socket server"))
 }
 
 /// A running server: its sessions and its shutdown. Cheap to clone.
@@ -192,16 +294,24 @@ impl<W> Clone for ServerHandle<W> {
 impl<W> fmt::Debug for ServerHandle<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("local_addr", &self.shared.local_addr)
+            .field("addr", &self.shared.addr)
             .field("sessions", &self.shared.registry.len())
             .finish()
     }
 }
 
 impl<W> ServerHandle<W> {
-    /// The address the server is bound to.
+    /// The TCP address the server is bound to.
+    ///
+    /// # Panics
+    /// On a Unix-socket server: use [`addr`](Self::addr) there.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        inet(&self.shared.addr)
+    }
+
+    /// The address the server is bound to, whatever the transport.
+    pub fn addr(&self) -> &Addr {
+        &self.shared.addr
     }
 
     /// The live sessions: count, get by id, iterate, broadcast.
@@ -252,7 +362,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn accept_loop<MC, M, R, W>(
     server: Server,
     codec: Arc<MC>,
-    mut make: M,
+    make: M,
     shared: Arc<Shared<W>>,
 ) where
     MC: MakeCodec<W>,
@@ -266,13 +376,17 @@ async fn accept_loop<MC, M, R, W>(
     let Server {
         listener, builder, ..
     } = server;
+    let builder = Arc::new(builder);
+    // Sessions start in their own tasks (a TLS handshake must not hold up
+    // accepting), and they take turns with the new-session callback.
+    let make = Arc::new(tokio::sync::Mutex::new(make));
     let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = tokio::select! {
             _ = shared.stop.cancelled() => break,
             r = listener.accept() => r,
         };
-        let (stream, peer) = match accepted {
+        let (conn, peer, local) = match accepted {
             Ok(conn) => {
                 backoff = MIN_BACKOFF;
                 conn
@@ -293,30 +407,90 @@ async fn accept_loop<MC, M, R, W>(
             .is_some_and(|max| shared.registry.len() >= max)
         {
             tracing::warn!(%peer, "session limit reached; connection refused");
-            drop(stream);
+            drop(conn);
             continue;
         }
-        let session = new_session(&stream, peer, EndpointKind::TcpServer, &builder.config);
-        let ready = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            ready = make.ready() => ready,
+        let transport = match (&conn, &builder.tls) {
+            (Accepted::Tcp(_), None) => "tcp",
+            (Accepted::Tcp(_), Some(_)) => "tls",
+            (Accepted::Unix(_), _) => "unix",
         };
-        if let Err(e) = ready {
-            tracing::error!(error = %e.into(), "new-session service failed; the server stops accepting");
-            break;
-        }
-        let making = driver::call_make(&mut make, &session);
-        let registered = shared.registry.register(&session);
-        let codec = Arc::clone(&codec);
-        let span = tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
+        let span = tracing::info_span!("session", id = tracing::field::Empty, %peer, transport);
         shared.tracker.spawn(
-            async move {
-                let _registered = registered;
-                driver::serve_session(stream, session, making, &*codec).await;
-            }
+            start_session(
+                conn,
+                peer,
+                local,
+                Arc::clone(&builder),
+                Arc::clone(&codec),
+                Arc::clone(&make),
+                Arc::clone(&shared),
+            )
             .instrument(span),
         );
     }
+    if let Listener::Unix { path, .. } = &listener {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(error = %e, path = %path.display(), "could not remove the socket file");
+        }
+    }
+}
+
+/// One accepted connection: the TLS handshake if any, then the session.
+async fn start_session<MC, M, R, W>(
+    conn: Accepted,
+    peer: Addr,
+    local: Addr,
+    builder: Arc<ServerBuilder>,
+    codec: Arc<MC>,
+    make: Arc<tokio::sync::Mutex<M>>,
+    shared: Arc<Shared<W>>,
+) where
+    MC: MakeCodec<W>,
+    MC::Codec: Decoder<Item = R>,
+    M: MakeSessionService<R, W>,
+    R: Send + 'static,
+    W: Send + 'static,
+{
+    let (io, kind) = match (conn, &builder.tls) {
+        (Accepted::Tcp(stream), None) => (Io::Tcp(stream), EndpointKind::TcpServer),
+        (Accepted::Unix(stream), _) => (Io::Unix(stream), EndpointKind::UnixServer),
+        (Accepted::Tcp(stream), Some(tls)) => {
+            let handshake = tokio::time::timeout(builder.handshake_timeout, tls.acceptor.accept(stream));
+            let done = tokio::select! {
+                _ = shared.stop.cancelled() => return,
+                done = handshake => done,
+            };
+            match done {
+                Ok(Ok(stream)) => (Io::TlsServer(Box::new(stream)), EndpointKind::TlsServer),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "TLS handshake failed; connection closed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?builder.handshake_timeout, "TLS handshake timed out; connection closed");
+                    return;
+                }
+            }
+        }
+    };
+    let session = Session::new(kind, local, peer, builder.config.clone());
+    tracing::Span::current().record("id", session.id());
+    let _registered = shared.registry.register(&session);
+    if shared.stop.is_cancelled() {
+        // Shutdown began during the handshake, after it closed the sessions
+        // it knew of.
+        session.close();
+    }
+    let making = {
+        let mut make = make.lock().await;
+        let ready: Result<&mut M, BoxError> = tokio::select! {
+            _ = shared.stop.cancelled() => Err("server shutting down".into()),
+            ready = make.ready() => ready.map_err(Into::into),
+        };
+        ready.and_then(|make| driver::call_make(make, &session))
+    };
+    driver::serve_session(io, session, making, &*codec).await;
 }
 
 /// A session for a fresh TCP connection.

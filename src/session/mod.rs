@@ -41,6 +41,14 @@ pub enum EndpointKind {
     TcpServer,
     /// A session opened by a TCP client.
     TcpClient,
+    /// A session accepted by a TLS server.
+    TlsServer,
+    /// A session opened by a TLS client.
+    TlsClient,
+    /// A session accepted on a Unix domain socket.
+    UnixServer,
+    /// A session opened by a Unix domain socket client.
+    UnixClient,
     /// A session made by hand with [`Session::new`], attached to no socket.
     Detached,
 }
@@ -50,6 +58,10 @@ impl EndpointKind {
         match self {
             EndpointKind::TcpServer => "tcp-server",
             EndpointKind::TcpClient => "tcp-client",
+            EndpointKind::TlsServer => "tls-server",
+            EndpointKind::TlsClient => "tls-client",
+            EndpointKind::UnixServer => "unix-server",
+            EndpointKind::UnixClient => "unix-client",
             EndpointKind::Detached => "detached",
         }
     }
