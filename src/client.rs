@@ -1,15 +1,26 @@
 //! The TCP client: N sessions to one address, each reconnecting after loss.
 
-use std::{fmt, io, sync::Arc, time::Duration};
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
-use tokio::{net::TcpStream, sync::oneshot};
+use tokio::{
+    net::{TcpStream, UnixStream},
+    sync::oneshot,
+};
 use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, server::new_session, BoxError, EndpointKind, MakeSessionService,
-    Registry, SessionConfig,
+    codec::MakeCodec,
+    driver,
+    tls::{parse_server_name, ClientTlsConfig},
+    transport::Io,
+    Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
 /// Builds a [`Client`]: getty's client options.
@@ -40,6 +51,7 @@ pub struct ClientBuilder {
     max_backoff: Duration,
     max_reconnect_attempts: Option<u32>,
     connect_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Default for ClientBuilder {
@@ -51,6 +63,7 @@ impl Default for ClientBuilder {
             max_backoff: Duration::from_secs(30),
             max_reconnect_attempts: None,
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -91,7 +104,16 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one connection attempt may take. Default 5 s.
+    /// Speaks TLS to the server [`connect`](Self::connect) reaches,
+    /// verifying it against the configuration's roots and server name (by
+    /// default the host of the address).
+    pub fn tls(mut self, config: ClientTlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long one connection attempt may take, TLS handshake included.
+    /// Default 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -119,22 +141,52 @@ impl ClientBuilder {
         R: Send + 'static,
         W: Send + 'static,
     {
+        self.start(Target::Tcp(addr.into().into()), codec, make)
+            .await
+    }
+
+    /// Like [`connect`](Self::connect), to a Unix domain socket at `path`.
+    pub async fn connect_unix<MC, M, R, W>(
+        self,
+        path: impl AsRef<Path>,
+        codec: MC,
+        make: M,
+    ) -> Client<W>
+    where
+        MC: MakeCodec<W>,
+        MC::Codec: Decoder<Item = R>,
+        M: MakeSessionService<R, W> + Clone,
+        R: Send + 'static,
+        W: Send + 'static,
+    {
+        self.start(Target::Unix(path.as_ref().to_owned()), codec, make)
+            .await
+    }
+
+    async fn start<MC, M, R, W>(self, target: Target, codec: MC, make: M) -> Client<W>
+    where
+        MC: MakeCodec<W>,
+        MC::Codec: Decoder<Item = R>,
+        M: MakeSessionService<R, W> + Clone,
+        R: Send + 'static,
+        W: Send + 'static,
+    {
         let client = Client {
             registry: Registry::default(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        let addr: Arc<str> = addr.into().into();
+        let target = Arc::new(target);
         let codec = Arc::new(codec);
         let settings = Arc::new(self);
         let mut first_attempts = Vec::with_capacity(settings.connection_number);
         for slot in 0..settings.connection_number {
             let (tx, rx) = oneshot::channel();
             first_attempts.push(rx);
-            let span = tracing::info_span!("client", %addr, slot);
+            let span = tracing::info_span!("client", target = %target, slot);
             client.tracker.spawn(
                 run_slot(
-                    Arc::clone(&addr),
+                    Arc::clone(&target),
                     Arc::clone(&settings),
                     Arc::clone(&codec),
                     make.clone(),
@@ -253,7 +305,7 @@ impl<W> Client<W> {
 }
 
 async fn run_slot<MC, M, R, W>(
-    addr: Arc<str>,
+    target: Arc<Target>,
     settings: Arc<ClientBuilder>,
     codec: Arc<MC>,
     mut make: M,
@@ -271,17 +323,19 @@ async fn run_slot<MC, M, R, W>(
     loop {
         let attempt = tokio::select! {
             _ = client.stop.cancelled() => break,
-            r = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&*addr)) => {
+            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings)) => {
                 r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
             }
         };
-        // A connection whose peer address cannot be read is already lost:
-        // it counts as a failed attempt.
-        let attempt = attempt.and_then(|stream| stream.peer_addr().map(|peer| (stream, peer)));
         let pause = match attempt {
-            Ok((stream, peer)) => {
+            Ok(Connected {
+                io,
+                peer,
+                local,
+                kind,
+            }) => {
                 failures = 0;
-                let session = new_session(&stream, peer, EndpointKind::TcpClient, &settings.config);
+                let session = Session::new(kind, local, peer.clone(), settings.config.clone());
                 let _registered = client.registry.register(&session);
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
@@ -291,9 +345,13 @@ async fn run_slot<MC, M, R, W>(
                     ready = make.ready() => ready.map_err(Into::into),
                 };
                 let making = ready.and_then(|make| driver::call_make(make, &session));
-                let span =
-                    tracing::info_span!("session", id = session.id(), %peer, transport = "tcp");
-                driver::serve_session(stream, session, making, &*codec)
+                let span = tracing::info_span!(
+                    "session",
+                    id = session.id(),
+                    %peer,
+                    transport = crate::server::transport_name(kind)
+                );
+                driver::serve_session(io, session, making, &*codec)
                     .instrument(span)
                     .await;
                 settings.reconnect_interval
@@ -323,4 +381,74 @@ async fn run_slot<MC, M, R, W>(
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// Where a client connects.
+enum Target {
+    Tcp(Arc<str>),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(addr) => f.write_str(addr),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+struct Connected {
+    io: Io,
+    peer: Addr,
+    local: Addr,
+    kind: EndpointKind,
+}
+
+/// Connects (and shakes hands, for TLS) once.
+async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected> {
+    match target {
+        Target::Tcp(addr) => {
+            let stream = TcpStream::connect(&**addr).await?;
+            // Small packets must not wait for Nagle; batching is done above.
+            let _ = stream.set_nodelay(true);
+            let peer = Addr::from(stream.peer_addr()?);
+            let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
+            let Some(tls) = &settings.tls else {
+                return Ok(Connected {
+                    io: Io::Tcp(stream),
+                    peer,
+                    local,
+                    kind: EndpointKind::TcpClient,
+                });
+            };
+            let name = match &tls.server_name {
+                Some(name) => name.clone(),
+                None => parse_server_name(host_of(addr))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            };
+            let stream = tls.connector.connect(name, stream).await?;
+            Ok(Connected {
+                io: Io::TlsClient(Box::new(stream)),
+                peer,
+                local,
+                kind: EndpointKind::TlsClient,
+            })
+        }
+        Target::Unix(path) => {
+            let stream = UnixStream::connect(path).await?;
+            Ok(Connected {
+                io: Io::Unix(stream),
+                peer: Addr::Unix(Some(path.clone())),
+                local: Addr::Unix(None),
+                kind: EndpointKind::UnixClient,
+            })
+        }
+    }
+}
+
+/// The host part of `host:port` (`[v6]:port` included).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }

@@ -167,7 +167,10 @@ pub struct Server {
 #[derive(Debug)]
 enum Listener {
     Tcp(TcpListener),
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
 }
 
 /// A freshly accepted connection, before any handshake.
@@ -359,12 +362,8 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop<MC, M, R, W>(
-    server: Server,
-    codec: Arc<MC>,
-    make: M,
-    shared: Arc<Shared<W>>,
-) where
+async fn accept_loop<MC, M, R, W>(server: Server, codec: Arc<MC>, make: M, shared: Arc<Shared<W>>)
+where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
     M: MakeSessionService<R, W>,
@@ -415,7 +414,9 @@ async fn accept_loop<MC, M, R, W>(
             (Accepted::Tcp(_), Some(_)) => "tls",
             (Accepted::Unix(_), _) => "unix",
         };
-        let span = tracing::info_span!("session", id = tracing::field::Empty, %peer, transport);
+        // The handshake runs in a connection span; the session gets its own
+        // span once it exists.
+        let span = tracing::info_span!("connection", %peer, transport);
         shared.tracker.spawn(
             start_session(
                 conn,
@@ -456,7 +457,8 @@ async fn start_session<MC, M, R, W>(
         (Accepted::Tcp(stream), None) => (Io::Tcp(stream), EndpointKind::TcpServer),
         (Accepted::Unix(stream), _) => (Io::Unix(stream), EndpointKind::UnixServer),
         (Accepted::Tcp(stream), Some(tls)) => {
-            let handshake = tokio::time::timeout(builder.handshake_timeout, tls.acceptor.accept(stream));
+            let handshake =
+                tokio::time::timeout(builder.handshake_timeout, tls.acceptor.accept(stream));
             let done = tokio::select! {
                 _ = shared.stop.cancelled() => return,
                 done = handshake => done,
@@ -475,7 +477,13 @@ async fn start_session<MC, M, R, W>(
         }
     };
     let session = Session::new(kind, local, peer, builder.config.clone());
-    tracing::Span::current().record("id", session.id());
+    let span = tracing::info_span!(
+        parent: None,
+        "session",
+        id = session.id(),
+        peer = %session.peer_addr(),
+        transport = transport_name(kind),
+    );
     let _registered = shared.registry.register(&session);
     if shared.stop.is_cancelled() {
         // Shutdown began during the handshake, after it closed the sessions
@@ -490,18 +498,16 @@ async fn start_session<MC, M, R, W>(
         };
         ready.and_then(|make| driver::call_make(make, &session))
     };
-    driver::serve_session(io, session, making, &*codec).await;
+    driver::serve_session(io, session, making, &*codec)
+        .instrument(span)
+        .await;
 }
 
-/// A session for a fresh TCP connection.
-pub(crate) fn new_session<W>(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    kind: EndpointKind,
-    config: &SessionConfig,
-) -> Session<W> {
-    // Small packets must not wait for Nagle; batching is done above.
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
-    Session::new(kind, local, Addr::from(peer), config.clone())
+/// The transport's name in a session's span.
+pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
+    match kind {
+        EndpointKind::TlsServer | EndpointKind::TlsClient => "tls",
+        EndpointKind::UnixServer | EndpointKind::UnixClient => "unix",
+        _ => "tcp",
+    }
 }

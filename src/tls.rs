@@ -70,7 +70,9 @@ pub enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Pem { path, source } => write!(f, "cannot read PEM file {}: {source}", path.display()),
+            TlsError::Pem { path, source } => {
+                write!(f, "cannot read PEM file {}: {source}", path.display())
+            }
             TlsError::NoCertificates { path } => write!(f, "no certificate in {}", path.display()),
             TlsError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
             TlsError::Verifier(e) => write!(f, "cannot verify client certificates: {e}"),
@@ -151,7 +153,10 @@ impl ServerTlsConfig {
     /// # Errors
     /// When a file cannot be read, holds nothing usable, or the key does not
     /// fit the certificate.
-    pub fn from_pem_files(cert_chain: impl AsRef<Path>, key_file: impl AsRef<Path>) -> Result<Self, TlsError> {
+    pub fn from_pem_files(
+        cert_chain: impl AsRef<Path>,
+        key_file: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -232,7 +237,10 @@ impl ClientTlsConfig {
         cert_chain: impl AsRef<Path>,
         key_file: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
-        Self::build(roots, Some((certs(cert_chain.as_ref())?, key(key_file.as_ref())?)))
+        Self::build(
+            roots,
+            Some((certs(cert_chain.as_ref())?, key(key_file.as_ref())?)),
+        )
     }
 
     fn build(
