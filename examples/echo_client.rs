@@ -1,0 +1,151 @@
+//! A client for `echo_server`: sends packets, checks the echoes and prints
+//! round-trip times. Same wire format (4-byte big-endian length + payload).
+//!
+//! ```text
+//! cargo run --example echo_client -- --addr 127.0.0.1:19001 [--count 10] [--size 64]
+//! cargo run --example echo_client -- --transport tls --ca ca.pem [--server-name localhost] --addr 127.0.0.1:19443
+//! cargo run --example echo_client -- --transport unix --addr /tmp/echo.sock
+//! ```
+//!
+//! For TLS the server's certificate must be an end-entity certificate (not
+//! a CA) for the name given, e.g. `openssl req -x509 -newkey rsa:2048 -nodes
+//! -keyout server.key -out server.pem -subj /CN=localhost -addext
+//! subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE`;
+//! trust it with `--ca server.pem`.
+
+use std::{convert::Infallible, process::ExitCode, time::Duration};
+
+use bytes::Bytes;
+use getty::{
+    codec::LengthCodec, new_session_fn, tls::ClientTlsConfig, BoxError, Client, Request, Session,
+};
+use tokio::{sync::mpsc, time::Instant};
+
+const USAGE: &str = "usage: echo_client [--transport tcp|tls|unix] [--addr ADDR] [--ca PEM] [--server-name NAME] [--count N] [--size BYTES]";
+
+struct Args {
+    transport: String,
+    addr: String,
+    ca: Option<String>,
+    server_name: Option<String>,
+    count: usize,
+    size: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        transport: "tcp".into(),
+        addr: "127.0.0.1:19001".into(),
+        ca: None,
+        server_name: None,
+        count: 10,
+        size: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("`{flag}` needs a value"));
+        match flag.as_str() {
+            "--transport" => a.transport = value()?,
+            "--addr" => a.addr = value()?,
+            "--ca" => a.ca = Some(value()?),
+            "--server-name" => a.server_name = Some(value()?),
+            "--count" => a.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
+            "--size" => a.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(a)
+}
+
+async fn run(a: Args) -> Result<(), BoxError> {
+    let (tx, mut echoes) = mpsc::unbounded_channel();
+    let make = new_session_fn(move |_: &Session| {
+        let tx = tx.clone();
+        Ok::<_, Infallible>(tower::service_fn(move |req: Request<Bytes>| {
+            if let Some(p) = req.message() {
+                let _ = tx.send(p.clone());
+            }
+            async { Ok::<_, Infallible>(None::<Bytes>) }
+        }))
+    });
+    let mut builder = Client::builder().max_reconnect_attempts(Some(1));
+    let client = match a.transport.as_str() {
+        "unix" => {
+            builder
+                .connect_unix(&a.addr, LengthCodec::new(), make)
+                .await
+        }
+        "tcp" | "tls" => {
+            if a.transport == "tls" {
+                let ca = a.ca.as_deref().ok_or("--transport tls needs --ca")?;
+                let mut tls = ClientTlsConfig::with_root_file(ca)?;
+                if let Some(name) = &a.server_name {
+                    tls = tls.server_name(name)?;
+                }
+                builder = builder.tls(tls);
+            }
+            builder
+                .connect(a.addr.as_str(), LengthCodec::new(), make)
+                .await
+        }
+        other => return Err(format!("--transport `{other}` is not one of tcp, tls, unix").into()),
+    };
+    let session = client
+        .sessions()
+        .sessions()
+        .pop()
+        .ok_or_else(|| format!("cannot connect to {}", a.addr))?;
+    println!("connected: {session}");
+    let mut rtts = Vec::with_capacity(a.count);
+    for i in 0..a.count {
+        let payload = Bytes::from(vec![b'a' + (i % 26) as u8; a.size]);
+        let start = Instant::now();
+        session.send(payload.clone()).await?;
+        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv())
+            .await
+            .map_err(|_| "no echo within 5 s")?
+            .ok_or("the session ended")?;
+        let rtt = start.elapsed();
+        if echo != payload {
+            return Err(format!("packet {i}: the echo differs from what was sent").into());
+        }
+        println!("packet {i}: {} bytes, rtt {rtt:?}", a.size);
+        rtts.push(rtt);
+    }
+    rtts.sort();
+    if let (Some(min), Some(max)) = (rtts.first(), rtts.last()) {
+        println!(
+            "rtt min {min:?}, median {:?}, max {max:?}",
+            rtts[rtts.len() / 2]
+        );
+    }
+    client.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // RUST_LOG=debug shows connection attempts and handshakes.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("echo_client: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo_client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
