@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+#[cfg(any(feature = "pool", feature = "rate-limit"))]
+mod probe;
 #[cfg(feature = "heartbeat")]
 pub mod heartbeat;
 #[cfg(feature = "on-close")]

@@ -301,3 +301,72 @@ async fn a_panic_inside_the_layer_stack_is_contained_to_its_session() {
     );
     server.shutdown(LIMIT).await;
 }
+
+/// A session whose peer left must end even while the shared pool is full:
+/// its Close does not wait for a permit another session holds.
+#[tokio::test]
+async fn a_closed_sessions_close_does_not_wait_for_a_full_pool() {
+    let log = Log::default();
+    let pool = TaskPool::new(1);
+    let (l, p) = (log.clone(), pool.clone());
+    let server = serve(move || {
+        ServiceBuilder::new()
+            .task_pool(TaskPoolLayer::new(p.clone()))
+            .service(handler(l.clone()))
+    })
+    .await;
+    let mut holder = TcpStream::connect(server.local_addr()).await.unwrap();
+    let leaver = TcpStream::connect(server.local_addr()).await.unwrap();
+    eventually("both open", || server.session_count() == 2).await;
+    holder.write_all(&frame(b"slow")).await.unwrap(); // holds the only permit
+    eventually("the permit taken", || pool.in_use() == 1).await;
+
+    drop(leaver);
+    eventually("the leaver's Close passed", || log.has("close")).await;
+    eventually("the leaver ended", || server.session_count() == 1).await;
+    assert_eq!(pool.in_use(), 1, "the slow handler still holds its permit");
+    server.shutdown(Duration::from_millis(200)).await;
+}
+
+/// A peer that keeps sending is not idle, even when our own rate limit
+/// holds its packets back: the heartbeat above the limit must not close it.
+#[tokio::test]
+async fn a_busy_peer_held_back_by_a_rate_limit_is_not_taken_for_idle() {
+    let log = Log::default();
+    let l = log.clone();
+    let server = serve(move || {
+        ServiceBuilder::new()
+            .heartbeat(HeartbeatLayer::new().close_when_reader_idle(Duration::from_millis(300)))
+            .session_rate_limit(RateLimitLayer::new(
+                Rate::new(20, Duration::from_secs(1)).with_burst(1),
+            ))
+            .service(handler(l.clone()))
+    })
+    .await;
+    let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+    let (mut rd, mut wr) = c.split();
+    // Twice the rate the limit lets through, for 1.5 s: the backlog grows,
+    // reading pauses, yet the peer is anything but idle.
+    let send = async {
+        for i in 0..60 {
+            wr.write_all(&frame(format!("p{i}").as_bytes()))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    let drain = async {
+        let mut buf = vec![0u8; 4096];
+        while rd.read(&mut buf).await.unwrap_or(0) > 0 {}
+    };
+    tokio::select! {
+        () = send => {}
+        () = drain => panic!("the server closed a busy session"),
+    }
+    assert!(
+        !log.has("error:"),
+        "no idle error while busy: {:?}",
+        log.events()
+    );
+    server.shutdown(LIMIT).await;
+}

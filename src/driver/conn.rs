@@ -442,6 +442,12 @@ where
                 Kind::Error => self.pending_errors.pop_front().map(Event::Error),
                 Kind::Tick => {
                     self.pending_tick = false;
+                    if self.pending_msg.is_some() || !self.rbuf.is_empty() {
+                        // Input is waiting because our own stack holds it
+                        // back (a rate limit, a full pool): the peer is not
+                        // idle, so a heartbeat must not take it for idle.
+                        self.session.update_active();
+                    }
                     Some(Event::Tick)
                 }
                 _ => self.pending_msg.take().map(Event::Message),

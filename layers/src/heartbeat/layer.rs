@@ -165,14 +165,15 @@ impl<W> Config<W> {
 /// });
 ///
 /// // Client side: say something every 10 s of silence, give up after 60 s
-/// // without hearing from the server.
+/// // without hearing from the server. (Not all-idle: our own pings would
+/// // keep that from ever firing.)
 /// let client_sessions = new_session_fn(|_: &Session| {
 ///     Ok::<_, BoxError>(
 ///         tower::ServiceBuilder::new()
 ///             .layer(
 ///                 HeartbeatLayer::new()
 ///                     .ping_when_writer_idle(Duration::from_secs(10), || Bytes::from_static(b"ping"))
-///                     .close_when_all_idle(Duration::from_secs(60)),
+///                     .close_when_reader_idle(Duration::from_secs(60)),
 ///             )
 ///             .service(ListenerService::new(Echo)),
 ///     )

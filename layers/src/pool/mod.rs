@@ -99,6 +99,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::PollSemaphore;
 use tower::Service;
 
+use crate::probe::{report_due, ClosedProbe};
+
 pub use self::{
     error::PoolFullError, future::ResponseFuture, handle::TaskPool, layer::TaskPoolLayer,
 };
@@ -140,6 +142,11 @@ pub struct TaskPoolService<S> {
     /// Reserved by `poll_ready`, spent by `call`.
     permit: Option<OwnedSemaphorePermit>,
     shed: bool,
+    /// The session, once seen: after it closes, nothing waits for a permit.
+    closed: Option<ClosedProbe>,
+    /// When a shed message was last reported: one `Error` event per
+    /// interval, not one per shed packet.
+    last_report: Option<tokio::time::Instant>,
 }
 
 impl<S> TaskPoolService<S> {
@@ -152,6 +159,8 @@ impl<S> TaskPoolService<S> {
             semaphore,
             permit: None,
             shed: false,
+            closed: None,
+            last_report: None,
         }
     }
 
@@ -193,6 +202,8 @@ impl<S: Clone> Clone for TaskPoolService<S> {
             semaphore: self.semaphore.clone(),
             permit: None,
             shed: self.shed,
+            closed: None,
+            last_report: None,
         }
     }
 }
@@ -212,13 +223,14 @@ impl<S, P, W> Service<Request<P, W>> for TaskPoolService<S>
 where
     S: Service<Request<P, W>>,
     S::Response: Default,
+    W: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.permit.is_none() {
+        if self.permit.is_none() && !self.closed.as_ref().is_some_and(ClosedProbe::is_closed) {
             if self.shed {
                 // Never wait: `call` decides what to do without a permit.
                 self.permit = self.pool.try_acquire();
@@ -234,7 +246,15 @@ where
     }
 
     fn call(&mut self, req: Request<P, W>) -> Self::Future {
+        if self.closed.is_none() {
+            self.closed = Some(ClosedProbe::new(&req.session));
+        }
         let permit = self.permit.take();
+        if permit.is_none() && req.session.is_closed() {
+            // A closed session's last events (Error, Close) must not wait
+            // for work capacity: they pass without a permit.
+            return ResponseFuture::new(self.inner.call(req), None);
+        }
         if !self.shed {
             assert!(
                 permit.is_some(),
@@ -251,8 +271,10 @@ where
                 capacity = self.pool.capacity(),
                 "task pool full: message shed"
             );
-            req.session
-                .report_error(PoolFullError::new(self.pool.capacity()));
+            if report_due(&mut self.last_report) {
+                req.session
+                    .report_error(PoolFullError::new(self.pool.capacity()));
+            }
             return ResponseFuture::shed();
         }
         ResponseFuture::new(self.inner.call(req), permit)

@@ -124,9 +124,7 @@ impl fmt::Display for OverLimit {
     }
 }
 
-/// Tells whether the session this service runs is closed (type-erased, so
-/// the service need not name the session's packet type).
-type ClosedProbe = Box<dyn Fn() -> bool + Send + Sync>;
+use crate::probe::{report_due, ClosedProbe};
 
 /// Limits the rate of [`Event::Message`]s a session's
 /// stack handles; see the [module docs](self).
@@ -177,6 +175,9 @@ pub struct RateLimit<S> {
     dropped: u64,
     /// The last packet was refused (for logging the first of a run at warn).
     refusing: bool,
+    /// When a refusal was last reported (`Drop`): reports are coalesced so
+    /// a flood does not become one `Error` event per packet.
+    last_report: Option<tokio::time::Instant>,
 }
 
 impl<S> RateLimit<S> {
@@ -193,6 +194,7 @@ impl<S> RateLimit<S> {
             closed: None,
             dropped: 0,
             refusing: false,
+            last_report: None,
         }
     }
 
@@ -237,7 +239,7 @@ impl<S> RateLimit<S> {
     /// one will be there. Ready without a token once the session is closed.
     fn poll_token(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if self.closed.as_ref().is_some_and(|closed| closed()) {
+            if self.closed.as_ref().is_some_and(ClosedProbe::is_closed) {
                 return Poll::Ready(());
             }
             let at = match self.bucket.try_take(Instant::now()) {
@@ -288,7 +290,11 @@ impl<S> RateLimit<S> {
         self.refusing = true;
         match self.policy {
             OverLimit::Close => session.close_with_error(error),
-            _ => session.report_error(error),
+            _ => {
+                if report_due(&mut self.last_report) {
+                    session.report_error(error);
+                }
+            }
         }
     }
 }
@@ -331,8 +337,7 @@ where
 
     fn call(&mut self, req: Request<P, W>) -> Self::Future {
         if self.policy == OverLimit::Delay && self.closed.is_none() {
-            let session = req.session.clone();
-            self.closed = Some(Box::new(move || session.is_closed()));
+            self.closed = Some(ClosedProbe::new(&req.session));
         }
         if !matches!(req.event, Event::Message(_)) {
             // Not counted; a reserved token stays for the next packet.
@@ -356,3 +361,4 @@ where
         }
     }
 }
+

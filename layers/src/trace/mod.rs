@@ -220,7 +220,10 @@ where
                     tracing::debug!(target: TARGET, packet = %summarize(pkg, max), "packet received")
                 });
             }
+            // Summarising costs a formatting pass per message (and an
+            // allocation); `summary_bytes(0)` turns it off.
             if settings.slow_threshold.is_some()
+                && settings.summary_bytes > 0
                 && tracing::enabled!(target: TARGET, tracing::Level::WARN)
             {
                 packet = Some(summarize(pkg, settings.summary_bytes));
