@@ -19,7 +19,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::{parse_server_name, ClientTlsConfig},
-    transport::Io,
+    transport::{Io, Link},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
@@ -351,7 +351,7 @@ async fn run_slot<MC, M, R, W>(
                     %peer,
                     transport = crate::server::transport_name(kind)
                 );
-                driver::serve_session(io, session, making, &*codec)
+                driver::serve_session(Link::Stream(io), session, making, &*codec)
                     .instrument(span)
                     .await;
                 settings.reconnect_interval

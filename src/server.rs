@@ -17,8 +17,11 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec, driver, tls::ServerTlsConfig, transport::Io, Addr, BoxError, EndpointKind,
-    MakeSessionService, Registry, Session, SessionConfig,
+    codec::MakeCodec,
+    driver,
+    tls::ServerTlsConfig,
+    transport::{Io, Link},
+    Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 use tokio_util::codec::Decoder;
 
@@ -498,7 +501,7 @@ async fn start_session<MC, M, R, W>(
         };
         ready.and_then(|make| driver::call_make(make, &session))
     };
-    driver::serve_session(io, session, making, &*codec)
+    driver::serve_session(Link::Stream(io), session, making, &*codec)
         .instrument(span)
         .await;
 }

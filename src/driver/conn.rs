@@ -22,16 +22,14 @@ use std::{
     collections::VecDeque,
     future::Future,
     io,
-    mem::MaybeUninit,
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::{Buf, BytesMut};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
     sync::oneshot,
     time::{Instant, Sleep},
 };
@@ -43,8 +41,8 @@ use super::{
     pipeline::Pipeline,
 };
 use crate::{
-    codec::LengthCodecError, error::panic_message, session::queue::Outbound, BoxError, Error,
-    Event, Request, Session,
+    codec::LengthCodecError, error::panic_message, session::queue::Outbound, transport::Transport,
+    BoxError, Error, Event, Request, Session,
 };
 
 /// Loop turns before a busy session yields to the runtime.
@@ -54,14 +52,6 @@ const PUMP: usize = 64;
 /// Bytes waiting to be written above which the driver stops reading and
 /// encoding until the socket takes them.
 const HIGH_WATER: usize = 64 * 1024;
-/// Stack buffer an idle session reads into, so it holds no heap buffer
-/// while it waits.
-const SCRATCH: usize = 16 * 1024;
-/// Heap read buffer size once data flows: large enough that one read takes
-/// a whole batch (a short read costs a second syscall).
-const READ_CHUNK: usize = 64 * 1024;
-/// Room guaranteed before a read into the heap buffer.
-const MIN_READ: usize = 8 * 1024;
 /// Quiet time after which a session gives its empty buffers back. Releasing
 /// on every pause instead costs an allocation and a copy per batch.
 const IDLE_RELEASE: Duration = Duration::from_millis(100);
@@ -94,6 +84,12 @@ pub(super) struct Conn<T, C, R, W> {
     /// An error was raised; later ones are only logged.
     failed: bool,
     needs_flush: bool,
+    /// A message transport: one packet per read and per write.
+    framed: bool,
+    /// In framed mode, the length of each packet waiting in `wbuf`.
+    frames: VecDeque<usize>,
+    /// The kind of the failure that ended the session, for the close frame.
+    close_reason: Option<&'static str>,
     /// `poll_ready` failed or panicked: the service can take no more events.
     pub(super) service_dead: bool,
     /// The drain deadline passed or the session was forced: stop now.
@@ -117,13 +113,16 @@ pub(super) struct Conn<T, C, R, W> {
 
 impl<T, C, R, W> Conn<T, C, R, W>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
     C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
     <C as Decoder>::Error: Into<BoxError>,
 {
     pub(super) fn new(io: T, codec: C, session: Session<W>, max_in_flight: usize) -> Self {
         let now = Instant::now();
         Conn {
+            framed: io.framed(),
+            frames: VecDeque::new(),
+            close_reason: None,
             io,
             codec,
             max_in_flight,
@@ -237,6 +236,7 @@ where
             _ => tracing::warn!(%error, "session failed"),
         }
         self.failed = true;
+        self.close_reason = Some(error.kind());
         // After a failure no more packets are delivered: Error, then Close.
         self.rbuf = BytesMut::new();
         self.pending_msg = None;
@@ -320,12 +320,23 @@ where
         if self.broken {
             return false;
         }
+        let before = self.wbuf.len();
         match encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.mark_frame(before);
+                true
+            }
             Err(e) => {
                 self.codec_failed(e);
                 false
             }
+        }
+    }
+
+    /// In framed mode, notes that the bytes from `before` on are one message.
+    fn mark_frame(&mut self, before: usize) {
+        if self.framed && self.wbuf.len() > before {
+            self.frames.push_back(self.wbuf.len() - before);
         }
     }
 
@@ -355,6 +366,7 @@ where
                 }
             };
             taken += 1;
+            let before = self.wbuf.len();
             match item {
                 Outbound::Packet(pkg) => {
                     if let Err(e) =
@@ -374,6 +386,9 @@ where
                     self.flush_waiters.push(tx);
                     self.needs_flush = true;
                 }
+            }
+            if self.framed && self.wbuf.len() > before {
+                self.frames.push_back(self.wbuf.len() - before);
             }
         }
         queue.release(taken);
@@ -467,7 +482,21 @@ where
         loop {
             if !self.rbuf.is_empty() {
                 match contain(|| self.codec.decode(&mut self.rbuf)) {
+                    Ok(Some(_)) if self.framed && !self.rbuf.is_empty() => {
+                        let left = self.rbuf.len();
+                        self.codec_failed(format!(
+                            "a message carried more than one packet ({left} bytes left over)"
+                        ));
+                        return None;
+                    }
                     Ok(Some(m)) => return Some(self.received(m)),
+                    Ok(None) if self.framed => {
+                        let len = self.rbuf.len();
+                        self.codec_failed(format!(
+                            "a message of {len} bytes is not a whole packet"
+                        ));
+                        return None;
+                    }
                     Ok(None) => {
                         let max = self.session.max_packet_len();
                         if self.rbuf.len() > max.saturating_add(GUARD_SLACK) {
@@ -520,7 +549,12 @@ where
                 // The peer is not reading what we write: stop reading until it does.
                 return None;
             }
-            match poll_read_some(&mut self.io, &mut self.rbuf, cx) {
+            let read = self.io.poll_read_into(cx, &mut self.rbuf);
+            if self.io.take_activity() {
+                // A WebSocket ping or pong: the peer is alive.
+                self.session.update_active();
+            }
+            match read {
                 Poll::Pending => {
                     self.read_blocked = true;
                     if self.read_waiting_since.is_none() && self.session.read_timeout().is_some() {
@@ -528,12 +562,22 @@ where
                     }
                     return None;
                 }
-                Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(n)) => {
+                Poll::Ready(Ok(None)) => self.eof = true,
+                Poll::Ready(Ok(Some(n))) => {
                     crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
                     self.last_read = Instant::now();
                     self.last_io = self.last_read;
                     self.read_waiting_since = None;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData && self.framed => {
+                    // Bad input in a message transport (a refused text
+                    // message, one above the size limit): the connection
+                    // itself is sound, so it closes properly.
+                    match e.into_inner() {
+                        Some(inner) => self.codec_failed(inner),
+                        None => self.codec_failed("invalid message"),
+                    }
+                    return None;
                 }
                 Poll::Ready(Err(e)) => {
                     self.io_failed(e);
@@ -558,12 +602,20 @@ where
         }
         let mut progress = false;
         while !self.wbuf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+            // A message transport takes one packet per write, whole.
+            let len = match self.frames.front() {
+                Some(&len) if self.framed => len,
+                _ => self.wbuf.len(),
+            };
+            match self.io.poll_write_from(cx, &self.wbuf[..len]) {
                 Poll::Ready(Ok(0)) => {
                     self.io_failed(io::ErrorKind::WriteZero.into());
                     return true;
                 }
                 Poll::Ready(Ok(n)) => {
+                    if self.framed {
+                        self.frames.pop_front();
+                    }
                     self.wbuf.advance(n);
                     let counters = self.session.counters();
                     crate::session::Counters::add(&counters.bytes_out, n as u64);
@@ -585,7 +637,7 @@ where
             }
         }
         if self.needs_flush {
-            match Pin::new(&mut self.io).poll_flush(cx) {
+            match self.io.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     self.needs_flush = false;
                     for tx in self.flush_waiters.drain(..) {
@@ -623,6 +675,11 @@ where
             if let (Some(period), Some(next)) = (period, self.next_tick) {
                 if now >= next {
                     self.pending_tick = true;
+                    // A keep-alive (a WebSocket ping) goes with the next flush.
+                    self.io.tick();
+                    if self.framed {
+                        self.needs_flush = true;
+                    }
                     self.next_tick = Some(now + period);
                     fired = true;
                 }
@@ -742,13 +799,17 @@ where
         }
     }
 
-    /// Closes the write side, bounded by the wait time.
+    /// Closes the sending side (a WebSocket close frame naming how the
+    /// session ended), bounded by the wait time.
     pub(super) async fn shutdown(&mut self) {
         if self.broken {
             return;
         }
         let wait = self.session.wait_time();
-        let _ = tokio::time::timeout(wait, self.io.shutdown()).await;
+        let reason = self.close_reason;
+        let io = &mut self.io;
+        let _ =
+            tokio::time::timeout(wait, std::future::poll_fn(|cx| io.poll_close(cx, reason))).await;
     }
 }
 
@@ -778,31 +839,4 @@ where
     contain(|| codec.encode(pkg, wbuf))?;
     crate::session::Counters::add(&session.counters().packets_out, 1);
     Ok(())
-}
-
-/// Reads what is available. With no read buffer allocated (an idle
-/// session) it reads into a stack buffer first and allocates only when data
-/// arrived, so waiting costs no heap memory.
-fn poll_read_some<T: AsyncRead + Unpin>(
-    io: &mut T,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    if buf.capacity() == 0 {
-        let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
-        let mut rb = ReadBuf::uninit(&mut scratch);
-        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
-        let filled = rb.filled();
-        if !filled.is_empty() {
-            buf.reserve(READ_CHUNK.max(filled.len()));
-            buf.extend_from_slice(filled);
-        }
-        return Poll::Ready(Ok(filled.len()));
-    }
-    if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
-        // On an empty buffer whose packets were all dropped, this reclaims
-        // the whole allocation in place instead of reading into its tail.
-        buf.reserve(READ_CHUNK);
-    }
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }

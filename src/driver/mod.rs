@@ -14,18 +14,18 @@ use std::{
 
 use futures_util::FutureExt;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
 use self::{conn::Conn, pipeline::Pipeline};
+use crate::transport::Transport;
 use crate::{codec::MakeCodec, error::panic_message, BoxError, Event, Request, Session};
 
 /// Runs a session to its end: `Open`, the running loop, the drain, the
 /// socket's close, `Close`, then the close callbacks.
 pub(crate) async fn run<T, C, S, R, W>(io: T, codec: C, mut svc: S, session: Session<W>)
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
     C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
     <C as Decoder>::Error: Into<BoxError>,
     S: Service<Request<R, W>>,
@@ -96,7 +96,7 @@ pub(crate) async fn serve_session<T, MC, F, S, E, R, W>(
     making: Result<F, BoxError>,
     codec: &MC,
 ) where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
     F: Future<Output = Result<S, E>>,

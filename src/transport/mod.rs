@@ -1,19 +1,165 @@
-//! The byte streams a session runs over.
+//! What a session runs over: byte streams (TCP, Unix, TLS) and message
+//! transports (WebSocket), behind one [`Transport`] trait the driver uses.
 //!
-//! One enum rather than a generic parameter: a server or client stays one
-//! type whatever it speaks, and the match per read or write costs nothing
+//! Enums rather than generic parameters: a server or client stays one type
+//! whatever it speaks, and the match per read or write costs nothing
 //! measurable next to the syscall behind it.
+
+mod ws;
 
 use std::{
     io,
+    mem::MaybeUninit,
     pin::Pin,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
+use bytes::BytesMut;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpStream, UnixStream},
 };
+
+pub(crate) use self::ws::WsIo;
+
+/// What the driver needs from a connection.
+pub(crate) trait Transport: Unpin {
+    /// Each read yields one whole message, and each packet written must
+    /// leave as one message (WebSocket); otherwise a byte stream.
+    fn framed(&self) -> bool;
+
+    /// Reads into `buf`; `Ok(None)` at the end of input. A stream appends
+    /// what is available, a framed transport one whole message.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Option<usize>>>;
+
+    /// Writes from `buf`; a framed transport takes all of it as one message.
+    fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Closes the sending side. `error` names the failure that ended the
+    /// session ([`Error::kind`](crate::Error::kind)), if one did.
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        error: Option<&'static str>,
+    ) -> Poll<io::Result<()>>;
+
+    /// The cron period elapsed: a keep-alive (a WebSocket ping) may go out
+    /// with the next flush.
+    fn tick(&mut self) {}
+
+    /// Whether keep-alive traffic (ping, pong) arrived since the last call.
+    fn take_activity(&mut self) -> bool {
+        false
+    }
+}
+
+/// A session's connection.
+pub(crate) enum Link {
+    Stream(Io),
+    Ws(Box<WsIo>),
+}
+
+impl Transport for Link {
+    fn framed(&self) -> bool {
+        matches!(self, Link::Ws(_))
+    }
+
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Option<usize>>> {
+        match self {
+            Link::Stream(io) => io.poll_read_into(cx, buf),
+            Link::Ws(ws) => ws.poll_read_into(cx, buf),
+        }
+    }
+
+    fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Link::Stream(io) => Pin::new(io).poll_write(cx, buf),
+            Link::Ws(ws) => ws.poll_write_from(cx, buf),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Link::Stream(io) => Pin::new(io).poll_flush(cx),
+            Link::Ws(ws) => ws.poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        error: Option<&'static str>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            Link::Stream(io) => Pin::new(io).poll_shutdown(cx),
+            Link::Ws(ws) => ws.poll_close(cx, error),
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Link::Ws(ws) = self {
+            ws.tick();
+        }
+    }
+
+    fn take_activity(&mut self) -> bool {
+        match self {
+            Link::Stream(_) => false,
+            Link::Ws(ws) => ws.take_activity(),
+        }
+    }
+}
+
+/// Stack buffer an idle session reads into, so it holds no heap buffer
+/// while it waits.
+const SCRATCH: usize = 16 * 1024;
+/// Heap read buffer size once data flows: large enough that one read takes
+/// a whole batch (a short read costs a second syscall).
+const READ_CHUNK: usize = 64 * 1024;
+/// Room guaranteed before a read into the heap buffer.
+const MIN_READ: usize = 8 * 1024;
+
+impl Io {
+    /// Reads what is available. With no read buffer allocated (an idle
+    /// session) it reads into a stack buffer first and allocates only when
+    /// data arrived, so waiting costs no heap memory.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Option<usize>>> {
+        let n = if buf.capacity() == 0 {
+            let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            ready!(Pin::new(&mut *self).poll_read(cx, &mut rb))?;
+            let filled = rb.filled();
+            if !filled.is_empty() {
+                buf.reserve(READ_CHUNK.max(filled.len()));
+                buf.extend_from_slice(filled);
+            }
+            filled.len()
+        } else {
+            if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
+                // On an empty buffer whose packets were all dropped, this
+                // reclaims the whole allocation in place instead of reading
+                // into its tail.
+                buf.reserve(READ_CHUNK);
+            }
+            ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *self), cx, buf))?
+        };
+        Poll::Ready(Ok((n > 0).then_some(n)))
+    }
+}
 
 /// A connected stream: plain TCP, a Unix socket, or TLS over TCP.
 pub(crate) enum Io {

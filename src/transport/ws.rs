@@ -1,0 +1,179 @@
+//! WebSocket as a message transport: one binary message is one packet.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Sink, Stream};
+use tokio_tungstenite::{
+    tungstenite::{
+        error::CapacityError,
+        protocol::{frame::coding::CloseCode, CloseFrame},
+        Error as WsError, Message,
+    },
+    WebSocketStream,
+};
+
+use super::Io;
+use crate::codec::LengthCodecError;
+
+pub(crate) struct WsIo {
+    ws: WebSocketStream<Io>,
+    accept_text: bool,
+    /// Ping or pong seen since the driver last asked.
+    activity: bool,
+    /// A ping goes out with the next flush.
+    ping_due: bool,
+    close_sent: bool,
+    /// The session ends because a text message was refused.
+    refused_text: bool,
+}
+
+fn to_io(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::BrokenPipe.into(),
+        other => io::Error::other(other),
+    }
+}
+
+impl WsIo {
+    pub(crate) fn new(ws: WebSocketStream<Io>, accept_text: bool) -> Self {
+        WsIo {
+            ws,
+            accept_text,
+            activity: false,
+            ping_due: false,
+            close_sent: false,
+            refused_text: false,
+        }
+    }
+
+    pub(super) fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Option<usize>>> {
+        loop {
+            // Reading also sends the pongs and close replies tungstenite
+            // queued for what it received.
+            let message = match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+                None => return Poll::Ready(Ok(None)),
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Poll::Ready(read_error(e)),
+            };
+            let payload: Bytes = match message {
+                Message::Binary(b) => b,
+                Message::Text(t) if self.accept_text => Bytes::from(t),
+                Message::Text(_) => {
+                    self.refused_text = true;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text messages are not accepted (binary messages carry packets)",
+                    )));
+                }
+                Message::Ping(_) | Message::Pong(_) => {
+                    self.activity = true;
+                    continue;
+                }
+                Message::Close(_) => return Poll::Ready(Ok(None)),
+                Message::Frame(_) => continue,
+            };
+            if payload.is_empty() {
+                // No packet in it; nothing to decode.
+                continue;
+            }
+            buf.extend_from_slice(&payload);
+            return Poll::Ready(Ok(Some(payload.len())));
+        }
+    }
+
+    pub(super) fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+        Pin::new(&mut self.ws)
+            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
+            .map_err(to_io)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.ping_due {
+            ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+            Pin::new(&mut self.ws)
+                .start_send(Message::Ping(Bytes::new()))
+                .map_err(to_io)?;
+            self.ping_due = false;
+        }
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)
+    }
+
+    pub(super) fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        error: Option<&'static str>,
+    ) -> Poll<io::Result<()>> {
+        if !self.close_sent {
+            ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+            let frame = self.close_frame(error);
+            Pin::new(&mut self.ws)
+                .start_send(Message::Close(Some(frame)))
+                .map_err(to_io)?;
+            self.close_sent = true;
+        }
+        match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// The close code and reason for how the session ended.
+    fn close_frame(&self, error: Option<&'static str>) -> CloseFrame {
+        let (code, reason) = if self.refused_text {
+            (CloseCode::Unsupported, "text messages are not accepted")
+        } else {
+            match error {
+                None => (CloseCode::Normal, ""),
+                Some("packet_too_large") => (CloseCode::Size, "packet too large"),
+                Some("codec") => (CloseCode::Invalid, "malformed packet"),
+                Some("read_timeout") => (CloseCode::Policy, "read timeout"),
+                Some("raised") => (CloseCode::Policy, "closed by the server"),
+                Some(_) => (CloseCode::Error, "server error"),
+            }
+        };
+        CloseFrame {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    pub(super) fn tick(&mut self) {
+        self.ping_due = true;
+    }
+
+    pub(super) fn take_activity(&mut self) -> bool {
+        std::mem::take(&mut self.activity)
+    }
+}
+
+fn read_error(e: WsError) -> io::Result<Option<usize>> {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => Ok(None),
+        WsError::Io(e) => Err(e),
+        // The limit is the session's max_packet_len: report it as one.
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            LengthCodecError::TooLarge {
+                len: size as u64,
+                max: max_size,
+            },
+        )),
+        other => Err(io::Error::new(io::ErrorKind::InvalidData, other)),
+    }
+}
