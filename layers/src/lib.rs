@@ -26,14 +26,14 @@
 #![forbid(unsafe_code)]
 
 mod builder;
-#[cfg(any(feature = "pool", feature = "rate-limit"))]
-mod probe;
 #[cfg(feature = "heartbeat")]
 pub mod heartbeat;
 #[cfg(feature = "on-close")]
 pub mod on_close;
 #[cfg(feature = "pool")]
 pub mod pool;
+#[cfg(any(feature = "pool", feature = "rate-limit"))]
+mod probe;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "stats")]
