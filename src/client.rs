@@ -19,7 +19,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::{parse_server_name, ClientTlsConfig},
-    transport::{Io, Link},
+    transport::{ws_connect, Io, Link},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
@@ -161,6 +161,31 @@ impl ClientBuilder {
     {
         self.start(Target::Unix(path.as_ref().to_owned()), codec, make)
             .await
+    }
+
+    /// Like [`connect`](Self::connect), over WebSocket: `url` is
+    /// `ws://host:port/path`, or `wss://...` with [`tls`](Self::tls) set
+    /// (verifying the server as `host` unless the TLS configuration names
+    /// another). Each packet goes as one binary message; reconnect options
+    /// are the same.
+    ///
+    /// # Errors
+    /// When `url` is not a `ws://` or `wss://` URL with a host.
+    pub async fn connect_ws<MC, M, R, W>(
+        self,
+        url: &str,
+        codec: MC,
+        make: M,
+    ) -> Result<Client<W>, crate::BoxError>
+    where
+        MC: MakeCodec<W>,
+        MC::Codec: Decoder<Item = R>,
+        M: MakeSessionService<R, W> + Clone,
+        R: Send + 'static,
+        W: Send + 'static,
+    {
+        let target = parse_ws_url(url)?;
+        Ok(self.start(target, codec, make).await)
     }
 
     async fn start<MC, M, R, W>(self, target: Target, codec: MC, make: M) -> Client<W>
@@ -351,7 +376,7 @@ async fn run_slot<MC, M, R, W>(
                     %peer,
                     transport = crate::server::transport_name(kind)
                 );
-                driver::serve_session(Link::Stream(io), session, making, &*codec)
+                driver::serve_session(io, session, making, &*codec)
                     .instrument(span)
                     .await;
                 settings.reconnect_interval
@@ -387,6 +412,44 @@ async fn run_slot<MC, M, R, W>(
 enum Target {
     Tcp(Arc<str>),
     Unix(PathBuf),
+    Ws {
+        url: String,
+        /// `host:port` to connect the TCP stream to.
+        addr: String,
+        host: String,
+        secure: bool,
+    },
+}
+
+/// Splits a `ws://` or `wss://` URL into what connecting needs.
+fn parse_ws_url(url: &str) -> Result<Target, crate::BoxError> {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("wss://") {
+        (true, rest)
+    } else {
+        return Err(format!("{url:?} is not a ws:// or wss:// URL").into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host").into());
+    }
+    // `[v6]:port`, or `host:port`: a colon after any bracketed address.
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let addr = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", if secure { 443 } else { 80 })
+    };
+    Ok(Target::Ws {
+        url: url.to_owned(),
+        host: host_of(&addr).to_owned(),
+        addr,
+        secure,
+    })
 }
 
 impl fmt::Display for Target {
@@ -394,12 +457,13 @@ impl fmt::Display for Target {
         match self {
             Target::Tcp(addr) => f.write_str(addr),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Ws { url, .. } => f.write_str(url),
         }
     }
 }
 
 struct Connected {
-    io: Io,
+    io: Link,
     peer: Addr,
     local: Addr,
     kind: EndpointKind,
@@ -416,7 +480,7 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
             let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
             let Some(tls) = &settings.tls else {
                 return Ok(Connected {
-                    io: Io::Tcp(stream),
+                    io: Link::Stream(Io::Tcp(stream)),
                     peer,
                     local,
                     kind: EndpointKind::TcpClient,
@@ -429,16 +493,53 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
             };
             let stream = tls.connector.connect(name, stream).await?;
             Ok(Connected {
-                io: Io::TlsClient(Box::new(stream)),
+                io: Link::Stream(Io::TlsClient(Box::new(stream))),
                 peer,
                 local,
                 kind: EndpointKind::TlsClient,
             })
         }
+        Target::Ws {
+            url,
+            addr,
+            host,
+            secure,
+        } => {
+            let stream = TcpStream::connect(addr.as_str()).await?;
+            let _ = stream.set_nodelay(true);
+            let peer = Addr::from(stream.peer_addr()?);
+            let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
+            let (io, kind) = if *secure {
+                let tls = settings.tls.as_ref().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a wss:// URL needs ClientBuilder::tls",
+                    )
+                })?;
+                let name = match &tls.server_name {
+                    Some(name) => name.clone(),
+                    None => parse_server_name(host)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                };
+                let stream = tls.connector.connect(name, stream).await?;
+                (Io::TlsClient(Box::new(stream)), EndpointKind::WssClient)
+            } else {
+                (Io::Tcp(stream), EndpointKind::WsClient)
+            };
+            let ws = ws_connect(io, url, settings.config.max_packet_len)
+                .await
+                .map_err(io::Error::other)?;
+            Ok(Connected {
+                io: Link::Ws(Box::new(ws)),
+                peer,
+                local,
+                kind,
+            })
+        }
         Target::Unix(path) => {
             let stream = UnixStream::connect(path).await?;
             Ok(Connected {
-                io: Io::Unix(stream),
+                io: Link::Stream(Io::Unix(stream)),
                 peer: Addr::Unix(Some(path.clone())),
                 local: Addr::Unix(None),
                 kind: EndpointKind::UnixClient,

@@ -20,7 +20,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::ServerTlsConfig,
-    transport::{Io, Link},
+    transport::{ws_accept, Io, Link, WsOptions},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 use tokio_util::codec::Decoder;
@@ -45,6 +45,7 @@ pub struct ServerBuilder {
     max_sessions: Option<usize>,
     tls: Option<ServerTlsConfig>,
     handshake_timeout: Duration,
+    ws: Option<WsOptions>,
 }
 
 impl Default for ServerBuilder {
@@ -54,6 +55,7 @@ impl Default for ServerBuilder {
             max_sessions: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
+            ws: None,
         }
     }
 }
@@ -83,7 +85,53 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a TLS handshake may take. Default 10 s.
+    /// Speaks WebSocket on `path` (getty's `WithWebsocketServerPath`), over
+    /// TCP, or over TLS when [`tls`](Self::tls) is set too (wss). A request
+    /// for another path gets HTTP 404 and no session. Each binary message is
+    /// one packet for the codec (so pair it with a codec that takes a whole
+    /// message, not a length prefix); a message above the session's
+    /// `max_packet_len` closes the session with close code 1009. Each cron
+    /// tick sends a ping; pings and pongs from the peer count as activity
+    /// ([`Session::active`]), as in getty.
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        match &mut self.ws {
+            Some(ws) => ws.path = path,
+            None => {
+                self.ws = Some(WsOptions {
+                    path,
+                    accept_text: false,
+                    origin: None,
+                })
+            }
+        }
+        self
+    }
+
+    /// Accepts text messages as packets too (their UTF-8 bytes). By default
+    /// a text message closes the session with close code 1003.
+    /// Needs [`websocket`](Self::websocket) first.
+    pub fn accept_text_messages(mut self, accept: bool) -> Self {
+        if let Some(ws) = &mut self.ws {
+            ws.accept_text = accept;
+        }
+        self
+    }
+
+    /// Admits a WebSocket handshake only when `check` approves its `Origin`
+    /// header (`None` when absent); others get HTTP 403 and no session.
+    /// Needs [`websocket`](Self::websocket) first.
+    pub fn check_origin(
+        mut self,
+        check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(ws) = &mut self.ws {
+            ws.origin = Some(Arc::new(check));
+        }
+        self
+    }
+
+    /// How long a TLS or WebSocket handshake may take. Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -412,10 +460,12 @@ where
             drop(conn);
             continue;
         }
-        let transport = match (&conn, &builder.tls) {
-            (Accepted::Tcp(_), None) => "tcp",
-            (Accepted::Tcp(_), Some(_)) => "tls",
-            (Accepted::Unix(_), _) => "unix",
+        let transport = match (&conn, &builder.tls, &builder.ws) {
+            (Accepted::Tcp(_), None, None) => "tcp",
+            (Accepted::Tcp(_), Some(_), None) => "tls",
+            (Accepted::Tcp(_), None, Some(_)) => "ws",
+            (Accepted::Tcp(_), Some(_), Some(_)) => "wss",
+            (Accepted::Unix(_), ..) => "unix",
         };
         // The handshake runs in a connection span; the session gets its own
         // span once it exists.
@@ -479,6 +529,37 @@ async fn start_session<MC, M, R, W>(
             }
         }
     };
+    let (link, kind) = match (&builder.ws, kind) {
+        (None, _) | (_, EndpointKind::UnixServer) => (Link::Stream(io), kind),
+        (Some(ws), kind) => {
+            let handshake = tokio::time::timeout(
+                builder.handshake_timeout,
+                ws_accept(io, ws, builder.config.max_packet_len),
+            );
+            let done = tokio::select! {
+                _ = shared.stop.cancelled() => return,
+                done = handshake => done,
+            };
+            match done {
+                Ok(Ok(ws)) => {
+                    let kind = if kind == EndpointKind::TlsServer {
+                        EndpointKind::WssServer
+                    } else {
+                        EndpointKind::WsServer
+                    };
+                    (Link::Ws(Box::new(ws)), kind)
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "WebSocket handshake failed; connection closed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?builder.handshake_timeout, "WebSocket handshake timed out; connection closed");
+                    return;
+                }
+            }
+        }
+    };
     let session = Session::new(kind, local, peer, builder.config.clone());
     let span = tracing::info_span!(
         parent: None,
@@ -501,7 +582,7 @@ async fn start_session<MC, M, R, W>(
         };
         ready.and_then(|make| driver::call_make(make, &session))
     };
-    driver::serve_session(Link::Stream(io), session, making, &*codec)
+    driver::serve_session(link, session, making, &*codec)
         .instrument(span)
         .await;
 }
@@ -511,6 +592,8 @@ pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
     match kind {
         EndpointKind::TlsServer | EndpointKind::TlsClient => "tls",
         EndpointKind::UnixServer | EndpointKind::UnixClient => "unix",
+        EndpointKind::WsServer | EndpointKind::WsClient => "ws",
+        EndpointKind::WssServer | EndpointKind::WssClient => "wss",
         _ => "tcp",
     }
 }

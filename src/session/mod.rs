@@ -49,6 +49,14 @@ pub enum EndpointKind {
     UnixServer,
     /// A session opened by a Unix domain socket client.
     UnixClient,
+    /// A session accepted by a WebSocket server.
+    WsServer,
+    /// A session opened by a WebSocket client.
+    WsClient,
+    /// A session accepted by a WebSocket server over TLS.
+    WssServer,
+    /// A session opened by a WebSocket client over TLS.
+    WssClient,
     /// A session made by hand with [`Session::new`], attached to no socket.
     Detached,
 }
@@ -62,6 +70,10 @@ impl EndpointKind {
             EndpointKind::TlsClient => "tls-client",
             EndpointKind::UnixServer => "unix-server",
             EndpointKind::UnixClient => "unix-client",
+            EndpointKind::WsServer => "ws-server",
+            EndpointKind::WsClient => "ws-client",
+            EndpointKind::WssServer => "wss-server",
+            EndpointKind::WssClient => "wss-client",
             EndpointKind::Detached => "detached",
         }
     }

@@ -20,7 +20,8 @@ use tokio::{
     net::{TcpStream, UnixStream},
 };
 
-pub(crate) use self::ws::WsIo;
+pub(crate) use self::ws::{accept as ws_accept, connect as ws_connect};
+pub(crate) use self::ws::{WsIo, WsOptions};
 
 /// What the driver needs from a connection.
 pub(crate) trait Transport: Unpin {

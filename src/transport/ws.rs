@@ -177,3 +177,72 @@ fn read_error(e: WsError) -> io::Result<Option<usize>> {
         other => Err(io::Error::new(io::ErrorKind::InvalidData, other)),
     }
 }
+
+/// A WebSocket server's options (see `ServerBuilder::websocket`).
+#[derive(Clone)]
+pub(crate) struct WsOptions {
+    pub(crate) path: String,
+    pub(crate) accept_text: bool,
+    pub(crate) origin: Option<std::sync::Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for WsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsOptions")
+            .field("path", &self.path)
+            .field("accept_text", &self.accept_text)
+            .field("origin_check", &self.origin.is_some())
+            .finish()
+    }
+}
+
+/// tungstenite's settings for a session allowing `max` bytes per packet.
+fn config(max: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        // tungstenite allocates its read buffer up front: keep it modest.
+        .read_buffer_size(16 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// The server handshake: the path must match (else HTTP 404) and the
+/// origin check, if any, must pass (else HTTP 403).
+pub(crate) async fn accept(io: Io, options: &WsOptions, max: usize) -> Result<WsIo, WsError> {
+    use tokio_tungstenite::tungstenite::{
+        handshake::server::{ErrorResponse, Request, Response},
+        http::StatusCode,
+    };
+    let refuse = |status: StatusCode, why: &str| {
+        let mut response = ErrorResponse::new(Some(why.to_owned()));
+        *response.status_mut() = status;
+        response
+    };
+    let callback = |request: &Request, response: Response| {
+        if request.uri().path() != options.path {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "no WebSocket endpoint at this path",
+            ));
+        }
+        if let Some(check) = &options.origin {
+            let origin = request
+                .headers()
+                .get("origin")
+                .and_then(|v| v.to_str().ok());
+            if !check(origin) {
+                return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+            }
+        }
+        Ok(response)
+    };
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(config(max))).await?;
+    Ok(WsIo::new(ws, options.accept_text))
+}
+
+/// The client handshake for `url` over an established stream.
+pub(crate) async fn connect(io: Io, url: &str, max: usize) -> Result<WsIo, WsError> {
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(url, io, Some(config(max))).await?;
+    Ok(WsIo::new(ws, true))
+}
