@@ -19,7 +19,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::{parse_server_name, ClientTlsConfig},
-    transport::{ws_connect, Io, Link},
+    transport::{ws_connect, Io, Link, UdpIo},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
@@ -186,6 +186,26 @@ impl ClientBuilder {
     {
         let target = parse_ws_url(url)?;
         Ok(self.start(target, codec, make).await)
+    }
+
+    /// Like [`connect`](Self::connect), over a connected UDP socket: each
+    /// packet goes as one datagram to `addr`, and datagrams from it arrive
+    /// as packets. An ICMP "port unreachable" ends the session, and the
+    /// client reconnects as for TCP.
+    pub async fn connect_udp<MC, M, R, W>(
+        self,
+        addr: impl Into<String>,
+        codec: MC,
+        make: M,
+    ) -> Client<W>
+    where
+        MC: MakeCodec<W>,
+        MC::Codec: Decoder<Item = R>,
+        M: MakeSessionService<R, W> + Clone,
+        R: Send + 'static,
+        W: Send + 'static,
+    {
+        self.start(Target::Udp(addr.into()), codec, make).await
     }
 
     async fn start<MC, M, R, W>(self, target: Target, codec: MC, make: M) -> Client<W>
@@ -411,6 +431,7 @@ async fn run_slot<MC, M, R, W>(
 /// Where a client connects.
 enum Target {
     Tcp(Arc<str>),
+    Udp(String),
     Unix(PathBuf),
     Ws {
         url: String,
@@ -458,6 +479,7 @@ impl fmt::Display for Target {
             Target::Tcp(addr) => f.write_str(addr),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
             Target::Ws { url, .. } => f.write_str(url),
+            Target::Udp(addr) => write!(f, "udp:{addr}"),
         }
     }
 }
@@ -534,6 +556,34 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
                 peer,
                 local,
                 kind,
+            })
+        }
+        Target::Udp(addr) => {
+            let peer = tokio::net::lookup_host(addr.as_str())
+                .await?
+                .next()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{addr} resolves to nothing"),
+                    )
+                })?;
+            let unspecified: std::net::SocketAddr = if peer.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = tokio::net::UdpSocket::bind(unspecified).await?;
+            socket.connect(peer).await?;
+            let local = socket.local_addr().map_or(Addr::Unknown, Addr::from);
+            Ok(Connected {
+                io: Link::Udp(Box::new(UdpIo::Connected {
+                    socket,
+                    max: settings.config.max_packet_len,
+                })),
+                peer: Addr::from(peer),
+                local,
+                kind: EndpointKind::UdpClient,
             })
         }
         Target::Unix(path) => {

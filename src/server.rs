@@ -1,6 +1,8 @@
 //! The TCP server: bind, serve with a make-service, registry, graceful shutdown.
 
+use bytes::Bytes;
 use std::{
+    collections::HashMap,
     fmt, io,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -9,7 +11,8 @@ use std::{
 };
 
 use tokio::{
-    net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream},
+    net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, UnixListener, UnixStream},
+    sync::mpsc,
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -20,7 +23,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::ServerTlsConfig,
-    transport::{ws_accept, Io, Link, WsOptions},
+    transport::{udp_peer_session, ws_accept, Io, Link, WsOptions},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 use tokio_util::codec::Decoder;
@@ -160,6 +163,33 @@ impl ServerBuilder {
         })
     }
 
+    /// Binds a UDP socket: each peer that sends a datagram gets a virtual
+    /// session, so the same listener code serves UDP; a reply goes back to
+    /// that peer (getty's `UDPContext`). One datagram is one packet (pair it
+    /// with a whole-message codec); a datagram above `max_packet_len`, or
+    /// one the codec refuses, is dropped with an `Error` event and the
+    /// session carries on. A virtual session closes after its read timeout
+    /// (60 s unless the session config sets one).
+    ///
+    /// # Errors
+    /// When the address cannot be resolved or bound, or TLS or WebSocket was
+    /// configured (neither runs over UDP).
+    pub async fn bind_udp(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+        if self.tls.is_some() || self.ws.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS and WebSocket do not run over UDP",
+            ));
+        }
+        let socket = UdpSocket::bind(addr).await?;
+        let addr = Addr::from(socket.local_addr()?);
+        Ok(Server {
+            listener: Listener::Udp(Arc::new(socket)),
+            addr,
+            builder: self,
+        })
+    }
+
     /// Binds a Unix domain socket at `path`. The socket file is removed when
     /// the server shuts down; a file already at `path` is an error (remove a
     /// stale one first).
@@ -222,6 +252,7 @@ enum Listener {
         listener: UnixListener,
         path: PathBuf,
     },
+    Udp(Arc<UdpSocket>),
 }
 
 /// A freshly accepted connection, before any handshake.
@@ -240,6 +271,8 @@ impl Listener {
                 let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
                 Ok((Accepted::Tcp(stream), Addr::from(peer), local))
             }
+            // The UDP endpoint has its own loop and never accepts.
+            Listener::Udp(_) => std::future::pending().await,
             Listener::Unix { listener, path } => {
                 let (stream, peer) = listener.accept().await?;
                 let peer = Addr::Unix(peer.as_pathname().map(Path::to_path_buf));
@@ -430,6 +463,10 @@ where
     // Sessions start in their own tasks (a TLS handshake must not hold up
     // accepting), and they take turns with the new-session callback.
     let make = Arc::new(tokio::sync::Mutex::new(make));
+    if let Listener::Udp(socket) = &listener {
+        udp_endpoint(Arc::clone(socket), builder, codec, make, shared).await;
+        return;
+    }
     let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = tokio::select! {
@@ -560,7 +597,39 @@ async fn start_session<MC, M, R, W>(
             }
         }
     };
-    let session = Session::new(kind, local, peer, builder.config.clone());
+    run_session(
+        link,
+        kind,
+        local,
+        peer,
+        builder.config.clone(),
+        codec,
+        make,
+        shared,
+    )
+    .await;
+}
+
+/// Runs one session over an established link: registers it, asks the
+/// new-session callback for its stack, and drives it to its end.
+#[allow(clippy::too_many_arguments)]
+async fn run_session<MC, M, R, W>(
+    link: Link,
+    kind: EndpointKind,
+    local: Addr,
+    peer: Addr,
+    config: SessionConfig,
+    codec: Arc<MC>,
+    make: Arc<tokio::sync::Mutex<M>>,
+    shared: Arc<Shared<W>>,
+) where
+    MC: MakeCodec<W>,
+    MC::Codec: Decoder<Item = R>,
+    M: MakeSessionService<R, W>,
+    R: Send + 'static,
+    W: Send + 'static,
+{
+    let session = Session::new(kind, local, peer, config);
     let span = tracing::info_span!(
         parent: None,
         "session",
@@ -587,6 +656,88 @@ async fn start_session<MC, M, R, W>(
         .await;
 }
 
+/// A UDP server's loop: each peer gets a virtual session, fed the
+/// datagrams that peer sends; a reply goes back to it (getty's
+/// `UDPContext`). A virtual session ends after its read timeout (60 s
+/// unless the session config sets one), and the peer's next datagram
+/// starts a new one.
+async fn udp_endpoint<MC, M, R, W>(
+    socket: Arc<UdpSocket>,
+    builder: Arc<ServerBuilder>,
+    codec: Arc<MC>,
+    make: Arc<tokio::sync::Mutex<M>>,
+    shared: Arc<Shared<W>>,
+) where
+    MC: MakeCodec<W>,
+    MC::Codec: Decoder<Item = R>,
+    M: MakeSessionService<R, W>,
+    R: Send + 'static,
+    W: Send + 'static,
+{
+    let local = socket.local_addr().map_or(Addr::Unknown, Addr::from);
+    let mut config = builder.config.clone();
+    if config.read_timeout.is_none() {
+        config.read_timeout = Some(Duration::from_secs(60));
+    }
+    let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut received: u64 = 0;
+    loop {
+        let (n, from) = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                // An ICMP error for an earlier reply; nothing to do here.
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed; retrying");
+                    tokio::select! {
+                        _ = shared.stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
+                    }
+                }
+            },
+        };
+        received += 1;
+        if received % 1024 == 0 {
+            // Forget peers whose sessions ended.
+            peers.retain(|_, tx| !tx.is_closed());
+        }
+        let mut datagram = Bytes::copy_from_slice(&buf[..n]);
+        if let Some(tx) = peers.get(&from) {
+            match tx.try_send(datagram) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!(peer = %from, "peer's session is behind; datagram dropped");
+                    continue;
+                }
+                // Its session ended: this datagram starts a new one.
+                Err(mpsc::error::TrySendError::Closed(d)) => datagram = d,
+            }
+        }
+        if builder
+            .max_sessions
+            .is_some_and(|max| shared.registry.len() >= max)
+        {
+            tracing::warn!(peer = %from, "session limit reached; datagram dropped");
+            continue;
+        }
+        let (io, tx) = udp_peer_session(Arc::clone(&socket), from, config.max_packet_len);
+        let _ = tx.try_send(datagram);
+        peers.insert(from, tx);
+        shared.tracker.spawn(run_session(
+            Link::Udp(Box::new(io)),
+            EndpointKind::UdpServer,
+            local.clone(),
+            Addr::from(from),
+            config.clone(),
+            Arc::clone(&codec),
+            Arc::clone(&make),
+            Arc::clone(&shared),
+        ));
+    }
+}
+
 /// The transport's name in a session's span.
 pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
     match kind {
@@ -594,6 +745,7 @@ pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
         EndpointKind::UnixServer | EndpointKind::UnixClient => "unix",
         EndpointKind::WsServer | EndpointKind::WsClient => "ws",
         EndpointKind::WssServer | EndpointKind::WssClient => "wss",
+        EndpointKind::UdpServer | EndpointKind::UdpClient => "udp",
         _ => "tcp",
     }
 }

@@ -86,6 +86,8 @@ pub(super) struct Conn<T, C, R, W> {
     needs_flush: bool,
     /// A message transport: one packet per read and per write.
     framed: bool,
+    /// Refused input is dropped and reported, not fatal (UDP).
+    lossy: bool,
     /// In framed mode, the length of each packet waiting in `wbuf`.
     frames: VecDeque<usize>,
     /// The kind of the failure that ended the session, for the close frame.
@@ -121,6 +123,7 @@ where
         let now = Instant::now();
         Conn {
             framed: io.framed(),
+            lossy: io.lossy(),
             frames: VecDeque::new(),
             close_reason: None,
             io,
@@ -284,6 +287,12 @@ where
             },
             Err(source) => Error::Codec { peer, source },
         };
+        if self.lossy {
+            // A datagram stands alone: drop it, report it, carry on.
+            tracing::debug!(%error, "datagram dropped");
+            self.pending_errors.push_back(error);
+            return;
+        }
         self.fail(error);
     }
 

@@ -57,6 +57,10 @@ pub enum EndpointKind {
     WssServer,
     /// A session opened by a WebSocket client over TLS.
     WssClient,
+    /// A UDP server's virtual session for one peer.
+    UdpServer,
+    /// A session of a connected UDP client.
+    UdpClient,
     /// A session made by hand with [`Session::new`], attached to no socket.
     Detached,
 }
@@ -74,6 +78,8 @@ impl EndpointKind {
             EndpointKind::WsClient => "ws-client",
             EndpointKind::WssServer => "wss-server",
             EndpointKind::WssClient => "wss-client",
+            EndpointKind::UdpServer => "udp-server",
+            EndpointKind::UdpClient => "udp-client",
             EndpointKind::Detached => "detached",
         }
     }

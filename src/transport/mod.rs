@@ -5,6 +5,7 @@
 //! whatever it speaks, and the match per read or write costs nothing
 //! measurable next to the syscall behind it.
 
+mod udp;
 mod ws;
 
 use std::{
@@ -20,6 +21,7 @@ use tokio::{
     net::{TcpStream, UnixStream},
 };
 
+pub(crate) use self::udp::{peer_session as udp_peer_session, UdpIo};
 pub(crate) use self::ws::{accept as ws_accept, connect as ws_connect};
 pub(crate) use self::ws::{WsIo, WsOptions};
 
@@ -58,17 +60,28 @@ pub(crate) trait Transport: Unpin {
     fn take_activity(&mut self) -> bool {
         false
     }
+
+    /// Messages are independent (datagrams): input the codec refuses is
+    /// dropped and reported, and the session carries on.
+    fn lossy(&self) -> bool {
+        false
+    }
 }
 
 /// A session's connection.
 pub(crate) enum Link {
     Stream(Io),
     Ws(Box<WsIo>),
+    Udp(Box<UdpIo>),
 }
 
 impl Transport for Link {
     fn framed(&self) -> bool {
-        matches!(self, Link::Ws(_))
+        !matches!(self, Link::Stream(_))
+    }
+
+    fn lossy(&self) -> bool {
+        matches!(self, Link::Udp(_))
     }
 
     fn poll_read_into(
@@ -79,6 +92,7 @@ impl Transport for Link {
         match self {
             Link::Stream(io) => io.poll_read_into(cx, buf),
             Link::Ws(ws) => ws.poll_read_into(cx, buf),
+            Link::Udp(udp) => udp.poll_read_into(cx, buf),
         }
     }
 
@@ -86,6 +100,7 @@ impl Transport for Link {
         match self {
             Link::Stream(io) => Pin::new(io).poll_write(cx, buf),
             Link::Ws(ws) => ws.poll_write_from(cx, buf),
+            Link::Udp(udp) => udp.poll_write_from(cx, buf),
         }
     }
 
@@ -93,6 +108,7 @@ impl Transport for Link {
         match self {
             Link::Stream(io) => Pin::new(io).poll_flush(cx),
             Link::Ws(ws) => ws.poll_flush(cx),
+            Link::Udp(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -104,6 +120,7 @@ impl Transport for Link {
         match self {
             Link::Stream(io) => Pin::new(io).poll_shutdown(cx),
             Link::Ws(ws) => ws.poll_close(cx, error),
+            Link::Udp(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -115,8 +132,8 @@ impl Transport for Link {
 
     fn take_activity(&mut self) -> bool {
         match self {
-            Link::Stream(_) => false,
             Link::Ws(ws) => ws.take_activity(),
+            Link::Stream(_) | Link::Udp(_) => false,
         }
     }
 }

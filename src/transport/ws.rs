@@ -178,12 +178,15 @@ fn read_error(e: WsError) -> io::Result<Option<usize>> {
     }
 }
 
+/// Approves a handshake's `Origin` header (`None` when absent).
+pub(crate) type OriginCheck = std::sync::Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// A WebSocket server's options (see `ServerBuilder::websocket`).
 #[derive(Clone)]
 pub(crate) struct WsOptions {
     pub(crate) path: String,
     pub(crate) accept_text: bool,
-    pub(crate) origin: Option<std::sync::Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>>,
+    pub(crate) origin: Option<OriginCheck>,
 }
 
 impl std::fmt::Debug for WsOptions {
@@ -207,6 +210,8 @@ fn config(max: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConf
 
 /// The server handshake: the path must match (else HTTP 404) and the
 /// origin check, if any, must pass (else HTTP 403).
+// The callback's error type is tungstenite's HTTP response, large by nature.
+#[allow(clippy::result_large_err)]
 pub(crate) async fn accept(io: Io, options: &WsOptions, max: usize) -> Result<WsIo, WsError> {
     use tokio_tungstenite::tungstenite::{
         handshake::server::{ErrorResponse, Request, Response},
