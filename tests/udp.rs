@@ -142,3 +142,43 @@ async fn a_connected_udp_client_talks_to_a_udp_server() {
     client.shutdown(LIMIT).await;
     server.shutdown(LIMIT).await;
 }
+
+#[tokio::test]
+async fn a_datagram_the_codec_rejects_is_dropped_with_an_error_and_the_session_carries_on() {
+    let log = Log::default();
+    let l = log.clone();
+    // LengthCodec refuses a datagram whose length prefix exceeds the max.
+    let server = Server::builder()
+        .session_config(SessionConfig::default().max_packet_len(64))
+        .bind_udp("127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(
+            getty::codec::LengthCodec::new(),
+            new_session_fn(move |_: &Session| {
+                let log = l.clone();
+                Ok::<_, Infallible>(tower::service_fn(move |req: Request<Bytes>| {
+                    let log = log.clone();
+                    async move {
+                        Ok::<_, Infallible>(match req.event {
+                            Event::Message(p) => Some(p),
+                            Event::Error(e) => {
+                                log.push(format!("error:{}", e.kind()));
+                                None
+                            }
+                            _ => None,
+                        })
+                    }
+                }))
+            }),
+        );
+    let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.connect(server.local_addr()).await.unwrap();
+    c.send(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
+    eventually(LIMIT, "the error", || log.count("error:") == 1).await;
+    c.send(&common::frame(b"fine")).await.unwrap();
+    assert_eq!(recv(&c).await, common::frame(b"fine"));
+    assert_eq!(log.events(), ["error:packet_too_large"]);
+    assert_eq!(server.session_count(), 1, "the same session carried on");
+    server.shutdown(LIMIT).await;
+}
