@@ -1,14 +1,33 @@
-//! A standalone echo server: every length-prefixed packet (4-byte
-//! big-endian length, then the payload) is written back unchanged, over
-//! TCP, TLS or a Unix domain socket.
+//! A standalone echo server: every packet is written back unchanged.
+//!
+//! Over TCP, TLS or a Unix domain socket a packet is length-prefixed (4-byte
+//! big-endian length, then the payload). Over WebSocket (`ws`, or `wss` on
+//! TLS) a packet is one whole message, no prefix: each binary message is
+//! echoed as one binary message. Text messages are accepted too (so a
+//! browser can type at it) and echoed as a *binary* message holding the
+//! same UTF-8 bytes. Empty messages carry no packet and get no echo.
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:19001 [--threads N] [--max-in-flight N]
 //! cargo run --release --example echo_server -- --transport tls --cert server.pem --key server.key
 //! cargo run --release --example echo_server -- --transport unix --addr /tmp/echo.sock
+//! cargo run --release --example echo_server -- --transport ws --addr 127.0.0.1:19001 [--path /]
+//! cargo run --release --example echo_server -- --transport wss --cert server.pem --key server.key [--path /]
 //! ```
 //!
-//! WebSocket and UDP transports arrive with the rest of the transports issue.
+//! To chat with it from a browser, start the WebSocket server and open
+//! `examples/ws_chat.html` (a plain file, no web server needed):
+//!
+//! ```text
+//! cargo run --example echo_server -- --transport ws --addr 127.0.0.1:19001
+//! xdg-open examples/ws_chat.html     # or open it from the browser's File menu
+//! ```
+//!
+//! The page connects to `ws://127.0.0.1:19001/` by default. Any origin is
+//! admitted (a page opened from a file sends `Origin: null`). The server
+//! only answers on `--path`; another path gets HTTP 404.
+//!
+//! UDP arrives with the rest of the transports issue.
 //!
 //! It prints `listening on <addr>` once bound and shuts down gracefully on
 //! SIGINT or SIGTERM.
@@ -18,19 +37,21 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use getty::{
     codec::LengthCodec, new_session_fn, tls::ServerTlsConfig, Addr, EventListener, ListenerService,
     Server, Session, SessionConfig,
 };
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::codec::BytesCodec;
 
-const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix] [--addr ADDR] [--cert PEM --key PEM] [--threads N] [--max-in-flight N]\n\
+const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss] [--addr ADDR] [--path PATH] [--cert PEM --key PEM] [--threads N] [--max-in-flight N]\n\
      \n\
-     --transport T        tcp (default), tls (needs --cert and --key) or unix\n\
+     --transport T        tcp (default), tls, unix, ws or wss (WebSocket over TLS); tls and wss need --cert and --key\n\
      --addr ADDR          HOST:PORT to listen on (default 127.0.0.1:19001), or the socket file's path for unix\n\
-     --cert PEM           the server's certificate chain, PEM (tls)\n\
-     --key PEM            the server's private key, PEM (tls)\n\
+     --path PATH          the WebSocket endpoint's path, starting with / (ws, wss; default /)\n\
+     --cert PEM           the server's certificate chain, PEM (tls, wss)\n\
+     --key PEM            the server's private key, PEM (tls, wss)\n\
      --threads N          tokio worker threads, at least 1 (default 1)\n\
      --max-in-flight N    packets a session may have in its handler at once (default 1)";
 
@@ -40,6 +61,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 struct Args {
     transport: Transport,
     addr: String,
+    /// The WebSocket endpoint's path; `None` when not given.
+    path: Option<String>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     threads: usize,
@@ -51,6 +74,28 @@ enum Transport {
     Tcp,
     Tls,
     Unix,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    fn websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Unix => "unix",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
 }
 
 /// Why the command line was refused; `Help` is not an error but ends the
@@ -64,6 +109,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
     let mut parsed = Args {
         transport: Transport::Tcp,
         addr: "127.0.0.1:19001".to_owned(),
+        path: None,
         cert: None,
         key: None,
         threads: 1,
@@ -82,7 +128,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
         }
         if !matches!(
             flag.as_str(),
-            "--addr" | "--threads" | "--max-in-flight" | "--transport" | "--cert" | "--key"
+            "--addr"
+                | "--path"
+                | "--threads"
+                | "--max-in-flight"
+                | "--transport"
+                | "--cert"
+                | "--key"
         ) {
             return Err(ArgsError::Bad(format!("unknown argument `{flag}`")));
         }
@@ -92,6 +144,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
         };
         match flag.as_str() {
             "--addr" => parsed.addr = value,
+            "--path" => parsed.path = Some(value),
             "--cert" => parsed.cert = Some(value.into()),
             "--key" => parsed.key = Some(value.into()),
             "--transport" => {
@@ -99,14 +152,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
                     "tcp" => Transport::Tcp,
                     "tls" => Transport::Tls,
                     "unix" => Transport::Unix,
-                    "ws" | "wss" | "udp" => {
+                    "ws" => Transport::Ws,
+                    "wss" => Transport::Wss,
+                    "udp" => {
                         return Err(ArgsError::Bad(format!(
-                            "--transport {value} is not available yet (tcp, tls or unix)"
+                            "--transport {value} is not available yet (tcp, tls, unix, ws or wss)"
                         )))
                     }
                     other => {
                         return Err(ArgsError::Bad(format!(
-                            "--transport: `{other}` is not one of tcp, tls, unix"
+                            "--transport: `{other}` is not one of tcp, tls, unix, ws, wss"
                         )))
                     }
                 }
@@ -123,10 +178,25 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
             ))
         })?;
     }
-    if parsed.transport == Transport::Tls && (parsed.cert.is_none() || parsed.key.is_none()) {
-        return Err(ArgsError::Bad(
-            "--transport tls needs --cert and --key".into(),
-        ));
+    if parsed.transport.tls() && (parsed.cert.is_none() || parsed.key.is_none()) {
+        return Err(ArgsError::Bad(format!(
+            "--transport {} needs --cert and --key",
+            parsed.transport.name()
+        )));
+    }
+    match &parsed.path {
+        Some(_) if !parsed.transport.websocket() => {
+            return Err(ArgsError::Bad(
+                "--path applies to --transport ws or wss only".into(),
+            ))
+        }
+        // The handshake compares the request's path with it exactly.
+        Some(path) if !path.starts_with('/') => {
+            return Err(ArgsError::Bad(format!(
+                "--path: `{path}` does not start with `/`"
+            )))
+        }
+        _ => {}
     }
     Ok(parsed)
 }
@@ -142,9 +212,18 @@ fn positive(flag: &str, value: &str) -> Result<usize, ArgsError> {
 
 struct Echo;
 
+/// Length-prefixed packets (tcp, tls, unix).
 impl EventListener<Bytes> for Echo {
     fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
         Some(pkg)
+    }
+}
+
+/// Whole WebSocket messages (ws, wss): `BytesCodec` hands over each
+/// message's bytes as they came and writes each reply as one message.
+impl EventListener<BytesMut> for Echo {
+    fn on_message(&mut self, _session: &Session, pkg: BytesMut) -> Option<Bytes> {
+        Some(pkg.freeze())
     }
 }
 
@@ -156,12 +235,19 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut builder = Server::builder()
         .session_config(SessionConfig::default().max_in_flight(args.max_in_flight));
-    if let (Transport::Tls, Some(cert), Some(key)) = (args.transport, &args.cert, &args.key) {
+    if let (true, Some(cert), Some(key)) = (args.transport.tls(), &args.cert, &args.key) {
         builder = builder.tls(ServerTlsConfig::from_pem_files(cert, key)?);
+    }
+    if args.transport.websocket() {
+        builder = builder
+            .websocket(args.path.as_deref().unwrap_or("/"))
+            .accept_text_messages(true);
     }
     let bound = match args.transport {
         Transport::Unix => builder.bind_unix(&args.addr),
-        Transport::Tcp | Transport::Tls => builder.bind(args.addr.as_str()).await,
+        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
+            builder.bind(args.addr.as_str()).await
+        }
     };
     let server = bound.map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     {
@@ -174,10 +260,21 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         out.flush()?;
     }
-    let handle = server.serve(
-        LengthCodec::new(),
-        new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
-    );
+    if args.transport.websocket() {
+        eprintln!(
+            "WebSocket endpoint: {}://{}{}",
+            args.transport.name(),
+            server.addr(),
+            args.path.as_deref().unwrap_or("/")
+        );
+    }
+    let make = new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo)));
+    let handle = if args.transport.websocket() {
+        // One message is one packet: no length prefix inside it.
+        server.serve(|_: &Session| BytesCodec::new(), make)
+    } else {
+        server.serve(LengthCodec::new(), make)
+    };
 
     let name = tokio::select! {
         _ = sigint.recv() => "SIGINT",

@@ -817,6 +817,34 @@ async fn closing_a_session_sends_close_code_1000() {
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
+/// A close the client starts is answered with the server's own close
+/// frame, so the client sees a clean close (1000), not an abnormal one.
+#[tokio::test]
+async fn a_close_the_client_starts_is_answered_with_a_close_frame() {
+    let seen = Seen::default();
+    let server = ws_server(Server::builder().websocket("/echo"), &seen).await;
+    let mut ws = raw_ws(server.local_addr(), "/echo", None).await;
+    only_session(
+        "the server session",
+        || server.session_count(),
+        || server.sessions().sessions(),
+    )
+    .await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let reply = next_close(&mut ws).await;
+    assert_eq!(reply.code, CloseCode::Normal, "{reply:?}");
+    eventually(LIMIT, "the server session closed", || {
+        seen.log.count("close") == 1
+    })
+    .await;
+    within(LIMIT, server.shutdown(LIMIT)).await;
+}
+
 // ----- 9. interop with Python's websockets -----------------------------------------------------
 
 /// Connects to argv[1], sends three binary messages, checks their echoes,

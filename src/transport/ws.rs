@@ -28,6 +28,8 @@ pub(crate) struct WsIo {
     /// A ping goes out with the next flush.
     ping_due: bool,
     close_sent: bool,
+    /// The peer closed first: tungstenite queued the reply; we only flush it.
+    close_received: bool,
     /// The session ends because a text message was refused.
     refused_text: bool,
 }
@@ -48,6 +50,7 @@ impl WsIo {
             activity: false,
             ping_due: false,
             close_sent: false,
+            close_received: false,
             refused_text: false,
         }
     }
@@ -79,7 +82,10 @@ impl WsIo {
                     self.activity = true;
                     continue;
                 }
-                Message::Close(_) => return Poll::Ready(Ok(None)),
+                Message::Close(_) => {
+                    self.close_received = true;
+                    return Poll::Ready(Ok(None));
+                }
                 Message::Frame(_) => continue,
             };
             if payload.is_empty() {
@@ -119,7 +125,7 @@ impl WsIo {
         cx: &mut Context<'_>,
         error: Option<&'static str>,
     ) -> Poll<io::Result<()>> {
-        if !self.close_sent {
+        if !self.close_sent && !self.close_received {
             ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
             let frame = self.close_frame(error);
             Pin::new(&mut self.ws)
