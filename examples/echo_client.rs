@@ -29,7 +29,7 @@ use getty::{
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::codec::BytesCodec;
 
-const USAGE: &str = "usage: echo_client [--transport tcp|tls|unix|ws|wss] [--addr ADDR] [--path PATH] [--ca PEM] [--server-name NAME] [--count N] [--size BYTES]";
+const USAGE: &str = "usage: echo_client [--transport tcp|tls|unix|ws|wss|udp] [--addr ADDR] [--path PATH] [--ca PEM] [--server-name NAME] [--count N] [--size BYTES]";
 
 struct Args {
     transport: String,
@@ -150,9 +150,19 @@ async fn run(a: Args) -> Result<(), BoxError> {
                 )
                 .await?
         }
+        "udp" => {
+            // One datagram is one packet, as for WebSocket messages.
+            builder
+                .connect_udp(
+                    a.addr.as_str(),
+                    |_: &Session| BytesCodec::new(),
+                    forward_to::<BytesMut>(tx),
+                )
+                .await
+        }
         other => {
             return Err(
-                format!("--transport `{other}` is not one of tcp, tls, unix, ws, wss").into(),
+                format!("--transport `{other}` is not one of tcp, tls, unix, ws, wss, udp").into(),
             )
         }
     };

@@ -13,6 +13,7 @@
 //! cargo run --release --example echo_server -- --transport unix --addr /tmp/echo.sock
 //! cargo run --release --example echo_server -- --transport ws --addr 127.0.0.1:19001 [--path /]
 //! cargo run --release --example echo_server -- --transport wss --cert server.pem --key server.key [--path /]
+//! cargo run --release --example echo_server -- --transport udp --addr 127.0.0.1:19001
 //! ```
 //!
 //! To chat with it from a browser, start the WebSocket server and open
@@ -27,7 +28,7 @@
 //! admitted (a page opened from a file sends `Origin: null`). The server
 //! only answers on `--path`; another path gets HTTP 404.
 //!
-//! UDP arrives with the rest of the transports issue.
+//! UDP (`--transport udp`): one packet per datagram, each peer its own session.
 //!
 //! It prints `listening on <addr>` once bound and shuts down gracefully on
 //! SIGINT or SIGTERM.
@@ -45,9 +46,9 @@ use getty::{
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::codec::BytesCodec;
 
-const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss] [--addr ADDR] [--path PATH] [--cert PEM --key PEM] [--threads N] [--max-in-flight N]\n\
+const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss|udp] [--addr ADDR] [--path PATH] [--cert PEM --key PEM] [--threads N] [--max-in-flight N]\n\
      \n\
-     --transport T        tcp (default), tls, unix, ws or wss (WebSocket over TLS); tls and wss need --cert and --key\n\
+     --transport T        tcp (default), tls, unix, ws, wss (WebSocket over TLS) or udp; tls and wss need --cert and --key\n\
      --addr ADDR          HOST:PORT to listen on (default 127.0.0.1:19001), or the socket file's path for unix\n\
      --path PATH          the WebSocket endpoint's path, starting with / (ws, wss; default /)\n\
      --cert PEM           the server's certificate chain, PEM (tls, wss)\n\
@@ -76,11 +77,17 @@ enum Transport {
     Unix,
     Ws,
     Wss,
+    Udp,
 }
 
 impl Transport {
     fn websocket(self) -> bool {
         matches!(self, Transport::Ws | Transport::Wss)
+    }
+
+    /// One packet per message or datagram, no length prefix.
+    fn messages(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss | Transport::Udp)
     }
 
     fn tls(self) -> bool {
@@ -94,6 +101,7 @@ impl Transport {
             Transport::Unix => "unix",
             Transport::Ws => "ws",
             Transport::Wss => "wss",
+            Transport::Udp => "udp",
         }
     }
 }
@@ -154,14 +162,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
                     "unix" => Transport::Unix,
                     "ws" => Transport::Ws,
                     "wss" => Transport::Wss,
-                    "udp" => {
-                        return Err(ArgsError::Bad(format!(
-                            "--transport {value} is not available yet (tcp, tls, unix, ws or wss)"
-                        )))
-                    }
+                    "udp" => Transport::Udp,
                     other => {
                         return Err(ArgsError::Bad(format!(
-                            "--transport: `{other}` is not one of tcp, tls, unix, ws, wss"
+                            "--transport: `{other}` is not one of tcp, tls, unix, ws, wss, udp"
                         )))
                     }
                 }
@@ -219,7 +223,7 @@ impl EventListener<Bytes> for Echo {
     }
 }
 
-/// Whole WebSocket messages (ws, wss): `BytesCodec` hands over each
+/// Whole WebSocket messages and datagrams (ws, wss, udp): `BytesCodec` hands over each
 /// message's bytes as they came and writes each reply as one message.
 impl EventListener<BytesMut> for Echo {
     fn on_message(&mut self, _session: &Session, pkg: BytesMut) -> Option<Bytes> {
@@ -245,6 +249,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let bound = match args.transport {
         Transport::Unix => builder.bind_unix(&args.addr),
+        Transport::Udp => builder.bind_udp(args.addr.as_str()).await,
         Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
             builder.bind(args.addr.as_str()).await
         }
@@ -269,8 +274,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let make = new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo)));
-    let handle = if args.transport.websocket() {
-        // One message is one packet: no length prefix inside it.
+    let handle = if args.transport.messages() {
+        // One message or datagram is one packet: no length prefix inside it.
         server.serve(|_: &Session| BytesCodec::new(), make)
     } else {
         server.serve(LengthCodec::new(), make)
