@@ -1,9 +1,14 @@
-//! The TCP server: bind, serve with a make-service, registry, graceful shutdown.
+//! The server: bind (TCP, TLS, WebSocket, UDP, Unix), serve with a
+//! make-service, registry, graceful shutdown.
 
-use bytes::Bytes;
+mod serve;
+
+pub(crate) use self::serve::transport_name;
+use self::serve::Serving;
+
 use std::{
-    collections::HashMap,
     fmt, io,
+    marker::PhantomData,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -12,19 +17,13 @@ use std::{
 
 use tokio::{
     net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, UnixListener, UnixStream},
-    sync::mpsc,
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::ServiceExt;
-use tracing::Instrument;
 
 use crate::{
-    codec::MakeCodec,
-    driver,
-    tls::ServerTlsConfig,
-    transport::{udp_peer_session, ws_accept, Io, Link, WsOptions},
-    Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
+    codec::MakeCodec, tls::ServerTlsConfig, transport::WsOptions, Addr, MakeSessionService,
+    Registry, SessionConfig,
 };
 use tokio_util::codec::Decoder;
 
@@ -331,12 +330,17 @@ impl Server {
             addr: self.addr.clone(),
             accept: Mutex::new(None),
         });
-        let accept = tokio::spawn(accept_loop(
-            self,
-            Arc::new(codec),
-            make,
-            Arc::clone(&shared),
-        ));
+        let Server {
+            listener, builder, ..
+        } = self;
+        let serving = Arc::new(Serving {
+            builder,
+            codec,
+            make: tokio::sync::Mutex::new(make),
+            shared: Arc::clone(&shared),
+            packet: PhantomData,
+        });
+        let accept = tokio::spawn(serving.accept_loop(listener));
         *shared.accept.lock().unwrap_or_else(|p| p.into_inner()) = Some(accept);
         ServerHandle { shared }
     }
@@ -432,320 +436,5 @@ impl<W> ServerHandle<W> {
         }
         shared.tracker.close();
         shared.registry.end_all(&shared.tracker, deadline).await;
-    }
-}
-
-/// Whether an accept error concerns one connection only (retry at once)
-/// rather than the process (back off).
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-async fn accept_loop<MC, M, R, W>(server: Server, codec: Arc<MC>, make: M, shared: Arc<Shared<W>>)
-where
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
-    M: MakeSessionService<R, W>,
-    R: Send + 'static,
-    W: Send + 'static,
-{
-    const MIN_BACKOFF: Duration = Duration::from_millis(5);
-    const MAX_BACKOFF: Duration = Duration::from_secs(1);
-    let Server {
-        listener, builder, ..
-    } = server;
-    let builder = Arc::new(builder);
-    // Sessions start in their own tasks (a TLS handshake must not hold up
-    // accepting), and they take turns with the new-session callback.
-    let make = Arc::new(tokio::sync::Mutex::new(make));
-    if let Listener::Udp(socket) = &listener {
-        udp_endpoint(Arc::clone(socket), builder, codec, make, shared).await;
-        return;
-    }
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (conn, peer, local) = match accepted {
-            Ok(conn) => {
-                backoff = MIN_BACKOFF;
-                conn
-            }
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
-                tokio::select! {
-                    _ = shared.stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        if builder
-            .max_sessions
-            .is_some_and(|max| shared.registry.len() >= max)
-        {
-            tracing::warn!(%peer, "session limit reached; connection refused");
-            drop(conn);
-            continue;
-        }
-        let transport = match (&conn, &builder.tls, &builder.ws) {
-            (Accepted::Tcp(_), None, None) => "tcp",
-            (Accepted::Tcp(_), Some(_), None) => "tls",
-            (Accepted::Tcp(_), None, Some(_)) => "ws",
-            (Accepted::Tcp(_), Some(_), Some(_)) => "wss",
-            (Accepted::Unix(_), ..) => "unix",
-        };
-        // The handshake runs in a connection span; the session gets its own
-        // span once it exists.
-        let span = tracing::info_span!("connection", %peer, transport);
-        shared.tracker.spawn(
-            start_session(
-                conn,
-                peer,
-                local,
-                Arc::clone(&builder),
-                Arc::clone(&codec),
-                Arc::clone(&make),
-                Arc::clone(&shared),
-            )
-            .instrument(span),
-        );
-    }
-    if let Listener::Unix { path, .. } = &listener {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(error = %e, path = %path.display(), "could not remove the socket file");
-        }
-    }
-}
-
-/// One accepted connection: the TLS handshake if any, then the session.
-async fn start_session<MC, M, R, W>(
-    conn: Accepted,
-    peer: Addr,
-    local: Addr,
-    builder: Arc<ServerBuilder>,
-    codec: Arc<MC>,
-    make: Arc<tokio::sync::Mutex<M>>,
-    shared: Arc<Shared<W>>,
-) where
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
-    M: MakeSessionService<R, W>,
-    R: Send + 'static,
-    W: Send + 'static,
-{
-    let (io, kind) = match (conn, &builder.tls) {
-        (Accepted::Tcp(stream), None) => (Io::Tcp(stream), EndpointKind::TcpServer),
-        (Accepted::Unix(stream), _) => (Io::Unix(stream), EndpointKind::UnixServer),
-        (Accepted::Tcp(stream), Some(tls)) => {
-            let handshake =
-                tokio::time::timeout(builder.handshake_timeout, tls.acceptor.accept(stream));
-            let done = tokio::select! {
-                _ = shared.stop.cancelled() => return,
-                done = handshake => done,
-            };
-            match done {
-                Ok(Ok(stream)) => (Io::TlsServer(Box::new(stream)), EndpointKind::TlsServer),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "TLS handshake failed; connection closed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?builder.handshake_timeout, "TLS handshake timed out; connection closed");
-                    return;
-                }
-            }
-        }
-    };
-    let (link, kind) = match (&builder.ws, kind) {
-        (None, _) | (_, EndpointKind::UnixServer) => (Link::Stream(io), kind),
-        (Some(ws), kind) => {
-            let handshake = tokio::time::timeout(
-                builder.handshake_timeout,
-                ws_accept(io, ws, builder.config.max_packet_len),
-            );
-            let done = tokio::select! {
-                _ = shared.stop.cancelled() => return,
-                done = handshake => done,
-            };
-            match done {
-                Ok(Ok(ws)) => {
-                    let kind = if kind == EndpointKind::TlsServer {
-                        EndpointKind::WssServer
-                    } else {
-                        EndpointKind::WsServer
-                    };
-                    (Link::Ws(Box::new(ws)), kind)
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "WebSocket handshake failed; connection closed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?builder.handshake_timeout, "WebSocket handshake timed out; connection closed");
-                    return;
-                }
-            }
-        }
-    };
-    run_session(
-        link,
-        kind,
-        local,
-        peer,
-        builder.config.clone(),
-        codec,
-        make,
-        shared,
-    )
-    .await;
-}
-
-/// Runs one session over an established link: registers it, asks the
-/// new-session callback for its stack, and drives it to its end.
-#[allow(clippy::too_many_arguments)]
-async fn run_session<MC, M, R, W>(
-    link: Link,
-    kind: EndpointKind,
-    local: Addr,
-    peer: Addr,
-    config: SessionConfig,
-    codec: Arc<MC>,
-    make: Arc<tokio::sync::Mutex<M>>,
-    shared: Arc<Shared<W>>,
-) where
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
-    M: MakeSessionService<R, W>,
-    R: Send + 'static,
-    W: Send + 'static,
-{
-    let session = Session::new(kind, local, peer, config);
-    let span = tracing::info_span!(
-        parent: None,
-        "session",
-        id = session.id(),
-        peer = %session.peer_addr(),
-        transport = transport_name(kind),
-    );
-    let _registered = shared.registry.register(&session);
-    if shared.stop.is_cancelled() {
-        // Shutdown began during the handshake, after it closed the sessions
-        // it knew of.
-        session.close();
-    }
-    let making = {
-        let mut make = make.lock().await;
-        let ready: Result<&mut M, BoxError> = tokio::select! {
-            _ = shared.stop.cancelled() => Err("server shutting down".into()),
-            ready = make.ready() => ready.map_err(Into::into),
-        };
-        ready.and_then(|make| driver::call_make(make, &session))
-    };
-    driver::serve_session(link, session, making, &*codec)
-        .instrument(span)
-        .await;
-}
-
-/// A UDP server's loop: each peer gets a virtual session, fed the
-/// datagrams that peer sends; a reply goes back to it (getty's
-/// `UDPContext`). A virtual session ends after its read timeout (60 s
-/// unless the session config sets one), and the peer's next datagram
-/// starts a new one.
-async fn udp_endpoint<MC, M, R, W>(
-    socket: Arc<UdpSocket>,
-    builder: Arc<ServerBuilder>,
-    codec: Arc<MC>,
-    make: Arc<tokio::sync::Mutex<M>>,
-    shared: Arc<Shared<W>>,
-) where
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
-    M: MakeSessionService<R, W>,
-    R: Send + 'static,
-    W: Send + 'static,
-{
-    let local = socket.local_addr().map_or(Addr::Unknown, Addr::from);
-    let mut config = builder.config.clone();
-    if config.read_timeout.is_none() {
-        config.read_timeout = Some(Duration::from_secs(60));
-    }
-    let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
-    let mut buf = vec![0u8; 65_536];
-    let mut received: u64 = 0;
-    loop {
-        let (n, from) = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                // An ICMP error for an earlier reply; nothing to do here.
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "UDP receive failed; retrying");
-                    tokio::select! {
-                        _ = shared.stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
-                    }
-                }
-            },
-        };
-        received += 1;
-        if received % 1024 == 0 {
-            // Forget peers whose sessions ended.
-            peers.retain(|_, tx| !tx.is_closed());
-        }
-        let mut datagram = Bytes::copy_from_slice(&buf[..n]);
-        if let Some(tx) = peers.get(&from) {
-            match tx.try_send(datagram) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::debug!(peer = %from, "peer's session is behind; datagram dropped");
-                    continue;
-                }
-                // Its session ended: this datagram starts a new one.
-                Err(mpsc::error::TrySendError::Closed(d)) => datagram = d,
-            }
-        }
-        if builder
-            .max_sessions
-            .is_some_and(|max| shared.registry.len() >= max)
-        {
-            tracing::warn!(peer = %from, "session limit reached; datagram dropped");
-            continue;
-        }
-        let (io, tx) = udp_peer_session(Arc::clone(&socket), from, config.max_packet_len);
-        let _ = tx.try_send(datagram);
-        peers.insert(from, tx);
-        shared.tracker.spawn(run_session(
-            Link::Udp(Box::new(io)),
-            EndpointKind::UdpServer,
-            local.clone(),
-            Addr::from(from),
-            config.clone(),
-            Arc::clone(&codec),
-            Arc::clone(&make),
-            Arc::clone(&shared),
-        ));
-    }
-}
-
-/// The transport's name in a session's span.
-pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
-    match kind {
-        EndpointKind::TlsServer | EndpointKind::TlsClient => "tls",
-        EndpointKind::UnixServer | EndpointKind::UnixClient => "unix",
-        EndpointKind::WsServer | EndpointKind::WsClient => "ws",
-        EndpointKind::WssServer | EndpointKind::WssClient => "wss",
-        EndpointKind::UdpServer | EndpointKind::UdpClient => "udp",
-        _ => "tcp",
     }
 }
