@@ -11,7 +11,15 @@
 //!    of the same shape as the TCP floor, the client handshaking with
 //!    tokio-rustls before the same pipelined load. Target: library >= 85%
 //!    of the floor.
-//! 3. Memory: heap bytes held per idle session with 10,000 idle TCP
+//! 3. WebSocket throughput: the library's WebSocket server (`websocket("/")`,
+//!    one binary message per packet, `BytesCodec` as the whole-message codec,
+//!    so no length prefix inside the messages) against a hand-written
+//!    tokio-tungstenite echo loop (`accept_async` with the library's
+//!    tungstenite settings; per wake-up it `feed`s back every message
+//!    already available and flushes once), both loaded by the same
+//!    pipelined tokio-tungstenite client (binary messages of the payload
+//!    size, the same in-flight depth). Target: library >= 85% of the floor.
+//! 4. Memory: heap bytes held per idle session with 10,000 idle TCP
 //!    sessions on the library server. Target: <= 4 KiB.
 //!
 //! Environment knobs (defaults in brackets): `ECHO_SECS` measured seconds
@@ -20,10 +28,12 @@
 //! flight per connection [16], `ECHO_PAYLOAD` bytes [581], `ECHO_MAX_IN_FLIGHT`
 //! the library's `SessionConfig::max_in_flight` [library default],
 //! `ECHO_IDLE_SESSIONS` [10000], `ECHO_SKIP` = a comma-separated list of
-//! parts to skip: `tcp`, `tls`, `throughput` (both of those) or `memory`,
-//! `ECHO_ONLY` = `library` or `floor` (one server alone in the TCP and TLS
-//! parts, e.g. under a profiler; `ECHO_SKIP=tcp,memory ECHO_ONLY=library`
-//! runs the library's TLS server alone).
+//! parts to skip: `tcp`, `tls`, `ws`, `throughput` (all three of those) or
+//! `memory`, `ECHO_ONLY` = `library` or `floor` (one server alone in the
+//! TCP, TLS and WebSocket parts, e.g. under a profiler;
+//! `ECHO_SKIP=tcp,ws,memory ECHO_ONLY=library` runs the library's TLS
+//! server alone, `ECHO_SKIP=tcp,tls,memory ECHO_ONLY=floor` the WebSocket
+//! floor alone).
 
 use std::{
     alloc::System,
@@ -40,6 +50,7 @@ use std::{
 };
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use getty::{
     codec::LengthCodec,
     new_session_fn,
@@ -65,6 +76,11 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_tungstenite::{
+    tungstenite::{protocol::WebSocketConfig, Message},
+    WebSocketStream,
+};
+use tokio_util::codec::BytesCodec;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -79,6 +95,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const HEAP_TARGET: usize = 4096;
 const RATIO_TARGET: f64 = 0.90;
 const TLS_RATIO_TARGET: f64 = 0.85;
+const WS_RATIO_TARGET: f64 = 0.85;
+/// The library's WebSocket endpoint; the client asks for it from both.
+const WS_PATH: &str = "/";
 /// The name in the server certificate, which the client verifies.
 const TLS_SERVER_NAME: &str = "localhost";
 const SERVER_THREADS: &str = "echo-server";
@@ -126,9 +145,9 @@ impl Config {
             only: env::var("ECHO_ONLY").unwrap_or_default(),
         };
         for part in c.skip.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if !["tcp", "tls", "throughput", "memory"].contains(&part) {
+            if !["tcp", "tls", "ws", "throughput", "memory"].contains(&part) {
                 return Err(format!(
-                    "ECHO_SKIP: unknown part `{part}` (tcp, tls, throughput, memory)"
+                    "ECHO_SKIP: unknown part `{part}` (tcp, tls, ws, throughput, memory)"
                 ));
             }
         }
@@ -144,12 +163,13 @@ impl Config {
         Ok(c)
     }
 
-    /// Whether `ECHO_SKIP` names this part (`throughput` covers tcp and tls).
+    /// Whether `ECHO_SKIP` names this part (`throughput` covers tcp, tls
+    /// and ws).
     fn skips(&self, part: &str) -> bool {
         self.skip
             .split(',')
             .map(str::trim)
-            .any(|p| p == part || (p == "throughput" && (part == "tcp" || part == "tls")))
+            .any(|p| p == part || (p == "throughput" && ["tcp", "tls", "ws"].contains(&part)))
     }
 }
 
@@ -179,11 +199,14 @@ fn run() -> Result<(), String> {
         cfg.threads, cfg.conns, cfg.depth, cfg.payload, cfg.warmup_secs, cfg.secs, cfg.rounds
     );
     if !cfg.skips("tcp") {
-        throughput(&cfg, &server_rt, &client_rt, None)?;
+        throughput(&cfg, &server_rt, &client_rt, Part::Tcp)?;
     }
     if !cfg.skips("tls") {
         let tls = bench_tls()?;
-        throughput(&cfg, &server_rt, &client_rt, Some(&tls))?;
+        throughput(&cfg, &server_rt, &client_rt, Part::Tls(&tls))?;
+    }
+    if !cfg.skips("ws") {
+        throughput(&cfg, &server_rt, &client_rt, Part::Ws)?;
     }
     if !cfg.skips("memory") {
         idle_memory(&cfg, &server_rt)?;
@@ -214,34 +237,74 @@ fn raise_fd_limit() {
 
 // ----- the servers -----------------------------------------------------------
 
-struct Echo;
+/// Which throughput part: what the servers speak and the client loads.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    Tcp,
+    Tls(&'a BenchTls),
+    Ws,
+}
 
-impl EventListener<Bytes> for Echo {
-    fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
-        Some(pkg)
+impl Part<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Tcp => "tcp",
+            Part::Tls(_) => "tls",
+            Part::Ws => "ws",
+        }
+    }
+
+    fn target(self) -> f64 {
+        match self {
+            Part::Tcp => RATIO_TARGET,
+            Part::Tls(_) => TLS_RATIO_TARGET,
+            Part::Ws => WS_RATIO_TARGET,
+        }
     }
 }
 
+/// Echoes each packet: `Bytes` from `LengthCodec`, `BytesMut` (one whole
+/// WebSocket message) from `BytesCodec`.
+struct Echo;
+
+impl<P: Into<Bytes> + Send + 'static> EventListener<P> for Echo {
+    fn on_message(&mut self, _session: &Session, pkg: P) -> Option<Bytes> {
+        Some(pkg.into())
+    }
+}
+
+/// The library's echo server for `part`: length-prefixed packets over TCP
+/// or TLS, whole binary messages over WebSocket.
 async fn start_library(
     max_in_flight: Option<usize>,
-    tls: Option<ServerTlsConfig>,
+    part: Part<'_>,
 ) -> Result<ServerHandle, String> {
     let mut config = SessionConfig::default();
     if let Some(n) = max_in_flight {
         config = config.max_in_flight(n);
     }
     let mut builder = Server::builder().session_config(config);
-    if let Some(tls) = tls {
-        builder = builder.tls(tls);
+    match part {
+        Part::Tcp => {}
+        Part::Tls(tls) => {
+            builder = builder.tls(ServerTlsConfig::from_rustls(Arc::clone(&tls.server)));
+        }
+        Part::Ws => builder = builder.websocket(WS_PATH),
     }
     let server = builder
         .bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("library server bind: {e}"))?;
-    Ok(server.serve(
-        LengthCodec::new(),
-        new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
-    ))
+    Ok(match part {
+        Part::Tcp | Part::Tls(_) => server.serve(
+            LengthCodec::new(),
+            new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
+        ),
+        Part::Ws => server.serve(
+            |_: &Session| BytesCodec::new(),
+            new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
+        ),
+    })
 }
 
 /// The floor: what a minimal hand-written echo server does per read batch,
@@ -303,6 +366,72 @@ async fn floor_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
                 return;
             }
             wbuf.clear();
+        }
+    }
+}
+
+/// The library's tungstenite settings (`transport/ws.rs`, `config`) at the
+/// default `max_packet_len` of 1 MiB, so the WebSocket floor parses and
+/// buffers as the library does.
+fn ws_config() -> WebSocketConfig {
+    let max = SessionConfig::default().max_packet_len;
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// The WebSocket floor: the handshake in the connection's task (as the
+/// library does it), then `ws_floor_conn`.
+async fn start_ws_floor() -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("ws floor server bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            conns.spawn(async move {
+                let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()));
+                if let Ok(Ok(ws)) = tokio::time::timeout(IO_TIMEOUT, accept).await {
+                    ws_floor_conn(ws).await;
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    Ok((addr, task))
+}
+
+/// One WebSocket floor connection: wait for a message, then queue (`feed`)
+/// an echo of it and of every further message already readable, and flush
+/// once when none is: one socket write per batch, as the library's driver
+/// flushes once per batch.
+async fn ws_floor_conn(mut ws: WebSocketStream<TcpStream>) {
+    while let Some(Ok(mut msg)) = ws.next().await {
+        loop {
+            let fed = match msg {
+                Message::Binary(_) => ws.feed(msg).await,
+                // tungstenite queued the reply: send it and stop.
+                Message::Close(_) => {
+                    let _ = ws.flush().await;
+                    return;
+                }
+                // Pongs to pings are tungstenite's business.
+                _ => Ok(()),
+            };
+            if fed.is_err() {
+                return;
+            }
+            match ws.next().now_or_never() {
+                Some(Some(Ok(next))) => msg = next,
+                Some(_) => return,
+                None => break,
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
         }
     }
 }
@@ -375,10 +504,11 @@ fn bench_tls() -> Result<BenchTls, String> {
 
 // ----- the load client -------------------------------------------------------
 
-/// Drives `conns` pipelined connections against `addr` (over TLS with
-/// `tls`, each handshake done before the load starts): after `warmup`,
-/// counts echoed packets for `measure`; returns packets per second.
-async fn load(addr: SocketAddr, cfg: &Config, tls: Option<&BenchTls>) -> Result<Run, String> {
+/// Drives `conns` pipelined connections against `addr` (over TLS or
+/// WebSocket as `part` says, each handshake done before the load starts):
+/// after `warmup`, counts echoed packets for `measure`; returns packets per
+/// second.
+async fn load(addr: SocketAddr, cfg: &Config, part: Part<'_>) -> Result<Run, String> {
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
@@ -389,15 +519,24 @@ async fn load(addr: SocketAddr, cfg: &Config, tls: Option<&BenchTls>) -> Result<
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
-        match tls {
-            None => tasks.spawn(drive(stream, cfg.depth, cfg.payload, received, stop)),
-            Some(tls) => {
+        match part {
+            Part::Tcp => tasks.spawn(drive(stream, cfg.depth, cfg.payload, received, stop)),
+            Part::Tls(tls) => {
                 let handshake = tls.connector.connect(tls.server_name.clone(), stream);
                 let stream = tokio::time::timeout(IO_TIMEOUT, handshake)
                     .await
                     .map_err(|_| format!("TLS handshake with {addr} timed out"))?
                     .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
                 tasks.spawn(drive(stream, cfg.depth, cfg.payload, received, stop))
+            }
+            Part::Ws => {
+                let handshake =
+                    tokio_tungstenite::client_async(format!("ws://{addr}{WS_PATH}"), stream);
+                let (ws, _response) = tokio::time::timeout(IO_TIMEOUT, handshake)
+                    .await
+                    .map_err(|_| format!("WebSocket handshake with {addr} timed out"))?
+                    .map_err(|e| format!("WebSocket handshake with {addr}: {e}"))?;
+                tasks.spawn(drive_ws(ws, cfg.depth, cfg.payload, received, stop))
             }
         };
     }
@@ -515,6 +654,81 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// One WebSocket packet: a binary message of the payload size (no length
+/// prefix: the message is the frame) whose first 8 bytes are the sequence
+/// number, as in `push_frame`.
+fn ws_message(template: &[u8], seq: u64) -> Message {
+    let mut b = BytesMut::with_capacity(template.len());
+    b.put_u64(seq);
+    b.extend_from_slice(&template[8..]);
+    Message::Binary(b.freeze())
+}
+
+/// The WebSocket client of one connection: `depth` messages in flight; per
+/// wake-up it checks every echo already readable, queues one new message
+/// for each, and flushes them in one write.
+async fn drive_ws(
+    mut ws: WebSocketStream<TcpStream>,
+    depth: usize,
+    payload: usize,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let template: Vec<u8> = (0..payload).map(|i| (i * 7 + 3) as u8).collect();
+    let (mut sent, mut expected) = (0u64, 0u64);
+    let mut out = Vec::with_capacity(depth);
+    for _ in 0..depth {
+        out.push(ws_message(&template, sent));
+        sent += 1;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::timeout(IO_TIMEOUT, async {
+            for msg in out.drain(..) {
+                ws.feed(msg).await?;
+            }
+            ws.flush().await
+        })
+        .await
+        .map_err(|_| "write to the server stalled".to_string())?
+        .map_err(|e| format!("write: {e}"))?;
+        let mut next = tokio::time::timeout(IO_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| format!("no echo for {IO_TIMEOUT:?}"))?;
+        let mut got = 0;
+        loop {
+            match next {
+                Some(Ok(Message::Binary(echo))) => {
+                    if echo.len() != payload {
+                        return Err(format!("echoed length {}, sent {payload}", echo.len()));
+                    }
+                    let seq = u64::from_be_bytes(echo[..8].try_into().expect("8 bytes"));
+                    if seq != expected || echo[payload - 1] != template[payload - 1] {
+                        return Err(format!("echo #{expected} came back as #{seq} or corrupted"));
+                    }
+                    expected += 1;
+                    got += 1;
+                    out.push(ws_message(&template, sent));
+                    sent += 1;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),
+                Some(Err(e)) => return Err(format!("read: {e}")),
+                None => return Err("the server closed the connection".into()),
+            }
+            match ws.next().now_or_never() {
+                Some(more) => next = more,
+                None => break,
+            }
+        }
+        if got > 0 {
+            received.fetch_add(got, Ordering::Relaxed);
+        }
+    }
+    // A clean close, so the server sees a close frame, not a reset.
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    Ok(())
+}
+
 // ----- throughput ------------------------------------------------------------
 
 /// CPU seconds used so far by this process's threads named `name` (tokio
@@ -567,24 +781,22 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// One throughput part: over plain TCP, or over TLS with `tls`.
+/// One throughput part: over plain TCP, TLS or WebSocket.
 fn throughput(
     cfg: &Config,
     server_rt: &Runtime,
     client_rt: &Runtime,
-    tls: Option<&BenchTls>,
+    part: Part<'_>,
 ) -> Result<(), String> {
-    let (part, target) = match tls {
-        None => ("tcp", RATIO_TARGET),
-        Some(_) => ("tls", TLS_RATIO_TARGET),
-    };
-    let library = server_rt.block_on(start_library(
-        cfg.max_in_flight,
-        tls.map(|t| ServerTlsConfig::from_rustls(Arc::clone(&t.server))),
-    ))?;
-    let floor = server_rt.block_on(start_floor(
-        tls.map(|t| TlsAcceptor::from(Arc::clone(&t.server))),
-    ));
+    let (label, target) = (part.name(), part.target());
+    let library = server_rt.block_on(start_library(cfg.max_in_flight, part))?;
+    let floor = server_rt.block_on(async {
+        match part {
+            Part::Tcp => start_floor(None).await,
+            Part::Tls(tls) => start_floor(Some(TlsAcceptor::from(Arc::clone(&tls.server)))).await,
+            Part::Ws => start_ws_floor().await,
+        }
+    });
     let (floor_addr, floor_task) = match floor {
         Ok(floor) => floor,
         Err(e) => {
@@ -612,10 +824,10 @@ fn throughput(
                     continue;
                 }
                 let run = client_rt
-                    .block_on(load(addr, cfg, tls))
-                    .map_err(|e| format!("{part} {name} run: {e}"))?;
+                    .block_on(load(addr, cfg, part))
+                    .map_err(|e| format!("{label} {name} run: {e}"))?;
                 println!(
-                    "  {part} round {}/{}: {name:<7} {:>9.0} pkt/s, cpu: server {:>3.0}% \
+                    "  {label} round {}/{}: {name:<7} {:>9.0} pkt/s, cpu: server {:>3.0}% \
                      client {:>3.0}%, {:>7.0} pkt per server cpu-second",
                     round + 1,
                     cfg.rounds,
@@ -663,7 +875,7 @@ fn throughput(
     let ratio = median(&round_ratios);
     let per_round: Vec<String> = round_ratios.iter().map(|r| format!("{r:.3}")).collect();
     println!(
-        "echo {part}: library {lib:.0} pkt/s, floor {floor:.0} pkt/s (medians); \
+        "echo {label}: library {lib:.0} pkt/s, floor {floor:.0} pkt/s (medians); \
          ratio {ratio:.3} (median of rounds: {}) -- target >= {target:.2}: {}",
         per_round.join(", "),
         if ratio >= target { "met" } else { "MISSED" }
@@ -761,7 +973,7 @@ impl Drop for ChildGuard {
 
 fn idle_memory(cfg: &Config, server_rt: &Runtime) -> Result<(), String> {
     let n = cfg.idle_sessions;
-    let server = server_rt.block_on(start_library(cfg.max_in_flight, None))?;
+    let server = server_rt.block_on(start_library(cfg.max_in_flight, Part::Tcp))?;
     let addr = server.local_addr();
     // Let the accept loop reach its first await so its own setup is not
     // billed to the sessions.
