@@ -111,6 +111,8 @@ pub(super) struct Conn<T, C, R, W> {
     read_blocked: bool,
     stalled_since: Option<Instant>,
     armed: Option<Instant>,
+    /// This turn's reading of the clock (see `now`).
+    clock: Option<Instant>,
 }
 
 impl<T, C, R, W> Conn<T, C, R, W>
@@ -153,6 +155,7 @@ where
             read_blocked: false,
             stalled_since: None,
             armed: None,
+            clock: None,
         }
     }
 
@@ -170,6 +173,7 @@ where
     {
         self.session.queue().register(cx);
         for turn in 0..BUDGET {
+            self.clock = None;
             if self.session.is_forced() {
                 return Poll::Ready(());
             }
@@ -210,6 +214,13 @@ where
     }
 
     // ----- events and failures ---------------------------------------------
+
+    /// The time, read at most once per turn of the loop: on a message
+    /// transport a read and a write are one packet each, and a clock read
+    /// apiece is measurable.
+    fn now(&mut self) -> Instant {
+        *self.clock.get_or_insert_with(Instant::now)
+    }
 
     /// Starts closing: no more reading, finish what is there within the wait time.
     fn begin_drain(&mut self) {
@@ -567,14 +578,14 @@ where
                 Poll::Pending => {
                     self.read_blocked = true;
                     if self.read_waiting_since.is_none() && self.session.read_timeout().is_some() {
-                        self.read_waiting_since = Some(Instant::now());
+                        self.read_waiting_since = Some(self.now());
                     }
                     return None;
                 }
                 Poll::Ready(Ok(None)) => self.eof = true,
                 Poll::Ready(Ok(Some(n))) => {
                     crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
-                    self.last_read = Instant::now();
+                    self.last_read = self.now();
                     self.last_io = self.last_read;
                     self.read_waiting_since = None;
                 }
@@ -609,15 +620,25 @@ where
         if self.broken {
             return false;
         }
-        let mut progress = false;
+        let (mut bytes, mut writes) = (0u64, 0u64);
+        let mut blocked = false;
         while !self.wbuf.is_empty() {
-            // A message transport takes one packet per write, whole.
-            let len = match self.frames.front() {
-                Some(&len) if self.framed => len,
-                _ => self.wbuf.len(),
+            let written = if self.framed {
+                // A message transport takes one packet per write, whole,
+                // and owns it: no copy on the way out.
+                let len = self.frames.front().copied().unwrap_or(self.wbuf.len());
+                self.io
+                    .poll_send_frame(cx, &mut self.wbuf, len)
+                    .map_ok(|()| len)
+            } else {
+                let written = self.io.poll_write_from(cx, &self.wbuf);
+                if let Poll::Ready(Ok(n)) = written {
+                    self.wbuf.advance(n);
+                }
+                written
             };
-            match self.io.poll_write_from(cx, &self.wbuf[..len]) {
-                Poll::Ready(Ok(0)) => {
+            match written {
+                Poll::Ready(Ok(0)) if !self.framed => {
                     self.io_failed(io::ErrorKind::WriteZero.into());
                     return true;
                 }
@@ -625,25 +646,33 @@ where
                     if self.framed {
                         self.frames.pop_front();
                     }
-                    self.wbuf.advance(n);
-                    let counters = self.session.counters();
-                    crate::session::Counters::add(&counters.bytes_out, n as u64);
-                    crate::session::Counters::add(&counters.writes, 1);
-                    self.stalled_since = None;
-                    self.needs_flush = true;
-                    self.last_io = Instant::now();
-                    self.session.mark_written(self.last_io.into_std());
-                    progress = true;
+                    bytes += n as u64;
+                    writes += 1;
                 }
                 Poll::Ready(Err(e)) => {
                     self.io_failed(e);
                     return true;
                 }
                 Poll::Pending => {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                    return progress;
+                    blocked = true;
+                    break;
                 }
             }
+        }
+        // Counted and stamped once per call, not per message.
+        let mut progress = writes > 0;
+        if progress {
+            let counters = self.session.counters();
+            crate::session::Counters::add(&counters.bytes_out, bytes);
+            crate::session::Counters::add(&counters.writes, writes);
+            self.stalled_since = None;
+            self.needs_flush = true;
+            self.last_io = self.now();
+            self.session.mark_written(self.last_io.into_std());
+        }
+        if blocked {
+            self.stalled_since.get_or_insert_with(Instant::now);
+            return progress;
         }
         if self.needs_flush {
             match self.io.poll_flush(cx) {

@@ -15,7 +15,7 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpStream, UnixStream},
@@ -39,8 +39,17 @@ pub(crate) trait Transport: Unpin {
         buf: &mut BytesMut,
     ) -> Poll<io::Result<Option<usize>>>;
 
-    /// Writes from `buf`; a framed transport takes all of it as one message.
+    /// Writes from `buf` (a byte stream: some of it).
     fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Sends the first `len` bytes of `buf` as one message and removes them
+    /// from `buf` (a framed transport).
+    fn poll_send_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        len: usize,
+    ) -> Poll<io::Result<()>>;
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -101,6 +110,25 @@ impl Transport for Link {
             Link::Stream(io) => Pin::new(io).poll_write(cx, buf),
             Link::Ws(ws) => ws.poll_write_from(cx, buf),
             Link::Udp(udp) => udp.poll_write_from(cx, buf),
+        }
+    }
+
+    fn poll_send_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        len: usize,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            Link::Ws(ws) => ws.poll_send_frame(cx, buf, len),
+            _ => {
+                let n = ready!(self.poll_write_from(cx, &buf[..len]))?;
+                if n != len {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                buf.advance(len);
+                Poll::Ready(Ok(()))
+            }
         }
     }
 

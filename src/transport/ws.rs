@@ -109,6 +109,22 @@ impl WsIo {
         Poll::Ready(Ok(buf.len()))
     }
 
+    /// Sends the first `len` bytes of `buf` as one binary message, handing
+    /// tungstenite the bytes themselves rather than a copy.
+    pub(super) fn poll_send_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        len: usize,
+    ) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+        let frame = buf.split_to(len).freeze();
+        Pin::new(&mut self.ws)
+            .start_send(Message::Binary(frame))
+            .map_err(to_io)?;
+        Poll::Ready(Ok(()))
+    }
+
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.ping_due {
             ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
