@@ -185,6 +185,9 @@ impl ClientBuilder {
         W: Send + 'static,
     {
         let target = parse_ws_url(url)?;
+        if matches!(target, Target::Ws { secure: true, .. }) && self.tls.is_none() {
+            return Err(format!("{url}: a wss:// URL needs ClientBuilder::tls").into());
+        }
         Ok(self.start(target, codec, make).await)
     }
 
@@ -452,6 +455,10 @@ fn parse_ws_url(url: &str) -> Result<Target, crate::BoxError> {
         return Err(format!("{url:?} is not a ws:// or wss:// URL").into());
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials (`user:password@`) are not part of where to connect.
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if authority.is_empty() {
         return Err(format!("{url:?} has no host").into());
     }

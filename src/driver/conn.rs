@@ -41,7 +41,10 @@ use super::{
     pipeline::Pipeline,
 };
 use crate::{
-    codec::LengthCodecError, error::panic_message, session::queue::Outbound, transport::Transport,
+    codec::LengthCodecError,
+    error::panic_message,
+    session::queue::Outbound,
+    transport::{Transport, HEADER_SLACK},
     BoxError, Error, Event, Request, Session,
 };
 
@@ -57,8 +60,6 @@ const HIGH_WATER: usize = 64 * 1024;
 const IDLE_RELEASE: Duration = Duration::from_millis(100);
 /// First allocation of the write buffer.
 const WRITE_CHUNK: usize = 8 * 1024;
-/// Header bytes tolerated above `max_packet_len` in the buffer guard.
-const GUARD_SLACK: usize = 64;
 
 pub(super) type CallOf<S, R, W> = Call<<S as Service<Request<R, W>>>::Future>;
 
@@ -519,7 +520,7 @@ where
                     }
                     Ok(None) => {
                         let max = self.session.max_packet_len();
-                        if self.rbuf.len() > max.saturating_add(GUARD_SLACK) {
+                        if self.rbuf.len() > max.saturating_add(HEADER_SLACK) {
                             let len = self.rbuf.len();
                             self.rbuf = BytesMut::new();
                             self.fail(Error::PacketTooLarge {
@@ -874,7 +875,13 @@ where
     if wbuf.capacity() == 0 {
         wbuf.reserve(WRITE_CHUNK);
     }
-    contain(|| codec.encode(pkg, wbuf))?;
+    let before = wbuf.len();
+    if let Err(e) = contain(|| codec.encode(pkg, wbuf)) {
+        // Whatever the encoder wrote before failing must not go out: on a
+        // message transport it would shift every later message.
+        wbuf.truncate(before);
+        return Err(e);
+    }
     crate::session::Counters::add(&session.counters().packets_out, 1);
     Ok(())
 }

@@ -69,9 +69,10 @@ impl ServerBuilder {
         self
     }
 
-    /// At most this many live sessions; a connection beyond the cap is
-    /// accepted and closed at once (so its client is not left hanging), and
-    /// logged. Default: no cap.
+    /// At most this many sessions, counted from the moment a connection is
+    /// accepted (TLS and WebSocket handshakes included); a connection beyond
+    /// the cap is accepted and closed at once (so its client is not left
+    /// hanging), and logged. Default: no cap (4096 for a UDP endpoint).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = Some(max);
         self
@@ -168,7 +169,11 @@ impl ServerBuilder {
     /// with a whole-message codec); a datagram above `max_packet_len`, or
     /// one the codec refuses, is dropped with an `Error` event and the
     /// session carries on. A virtual session closes after its read timeout
-    /// (60 s unless the session config sets one).
+    /// (60 s unless the session config sets one), and at most
+    /// [`max_sessions`](ServerBuilder::max_sessions) exist at once (4096
+    /// unless set: every new source address makes one). The codec must hold
+    /// no state between packets (`LengthCodec` and `BytesCodec` hold none),
+    /// since a dropped datagram must not disturb the next.
     ///
     /// # Errors
     /// When the address cannot be resolved or bound, or TLS or WebSocket was
@@ -197,10 +202,10 @@ impl ServerBuilder {
     /// When the socket cannot be bound, or TLS was configured (TLS runs over
     /// TCP only).
     pub fn bind_unix(self, path: impl AsRef<Path>) -> io::Result<Server> {
-        if self.tls.is_some() {
+        if self.tls.is_some() || self.ws.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "TLS runs over TCP only; bind a TCP address for a TLS server",
+                "TLS and WebSocket servers bind a TCP address, not a Unix socket",
             ));
         }
         let path = path.as_ref().to_owned();
@@ -325,6 +330,7 @@ impl Server {
     {
         let shared = Arc::new(Shared {
             registry: Registry::default(),
+            slots: Arc::default(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             addr: self.addr.clone(),
@@ -348,6 +354,8 @@ impl Server {
 
 struct Shared<W> {
     registry: Registry<W>,
+    /// Sessions admitted and not yet ended, handshakes included.
+    slots: Arc<std::sync::atomic::AtomicUsize>,
     stop: CancellationToken,
     tracker: TaskTracker,
     addr: Addr,

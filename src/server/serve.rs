@@ -2,7 +2,13 @@
 //! and the UDP endpoint's virtual sessions.
 
 use std::{
-    collections::HashMap, io, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration,
+    collections::HashMap,
+    io,
+    marker::PhantomData,
+    net::SocketAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::Arc,
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -42,6 +48,20 @@ pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
     }
 }
 
+/// The cap on a UDP endpoint's virtual sessions when the builder sets none.
+pub(super) const DEFAULT_UDP_SESSIONS: usize = 4096;
+
+/// Holds one of the server's session slots until dropped: from admission
+/// (before any handshake) to the end of the session's task, so the cap
+/// counts sessions still shaking hands too.
+pub(super) struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What every task of one server shares.
 pub(super) struct Serving<MC, M, R, W> {
     pub(super) builder: ServerBuilder,
@@ -61,6 +81,14 @@ where
     R: Send + 'static,
     W: Send + 'static,
 {
+    /// Takes a session slot, unless `max` are taken.
+    fn admit(&self, max: Option<usize>) -> Option<Slot> {
+        let slots = &self.shared.slots;
+        let taken = slots.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(Arc::clone(slots));
+        (max.is_none_or(|max| taken < max)).then_some(slot)
+    }
+
     pub(super) async fn accept_loop(self: Arc<Self>, listener: Listener) {
         const MIN_BACKOFF: Duration = Duration::from_millis(5);
         const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -90,15 +118,11 @@ where
                     continue;
                 }
             };
-            if self
-                .builder
-                .max_sessions
-                .is_some_and(|max| self.shared.registry.len() >= max)
-            {
+            let Some(slot) = self.admit(self.builder.max_sessions) else {
                 tracing::warn!(%peer, "session limit reached; connection refused");
                 drop(conn);
                 continue;
-            }
+            };
             let transport = match (&conn, &self.builder.tls, &self.builder.ws) {
                 (Accepted::Tcp(_), None, None) => "tcp",
                 (Accepted::Tcp(_), Some(_), None) => "tls",
@@ -109,10 +133,13 @@ where
             // The handshake runs in a connection span; the session gets its own
             // span once it exists.
             let span = tracing::info_span!("connection", %peer, transport);
+            let start = Arc::clone(&self).start_session(conn, peer, local);
             self.shared.tracker.spawn(
-                Arc::clone(&self)
-                    .start_session(conn, peer, local)
-                    .instrument(span),
+                async move {
+                    let _slot = slot;
+                    start.await;
+                }
+                .instrument(span),
             );
         }
         if let Listener::Unix { path, .. } = &listener {
@@ -268,14 +295,13 @@ where
                     Err(mpsc::error::TrySendError::Closed(d)) => datagram = d,
                 }
             }
-            if self
-                .builder
-                .max_sessions
-                .is_some_and(|max| self.shared.registry.len() >= max)
-            {
+            // Every new source address makes a session: without a cap a
+            // flood of spoofed sources would make them without end.
+            let cap = self.builder.max_sessions.unwrap_or(DEFAULT_UDP_SESSIONS);
+            let Some(slot) = self.admit(Some(cap)) else {
                 tracing::warn!(peer = %from, "session limit reached; datagram dropped");
                 continue;
-            }
+            };
             let (io, tx) = udp_peer_session(Arc::clone(&socket), from, config.max_packet_len);
             let _ = tx.try_send(datagram);
             peers.insert(from, tx);
@@ -286,7 +312,10 @@ where
                 Addr::from(from),
                 config.clone(),
             );
-            self.shared.tracker.spawn(session);
+            self.shared.tracker.spawn(async move {
+                let _slot = slot;
+                session.await;
+            });
         }
     }
 }

@@ -25,6 +25,12 @@ pub(crate) use self::udp::{peer_session as udp_peer_session, UdpIo};
 pub(crate) use self::ws::{accept as ws_accept, connect as ws_connect};
 pub(crate) use self::ws::{WsIo, WsOptions};
 
+/// Bytes a codec's own framing may add above `max_packet_len` (a length
+/// prefix): the driver's buffer guard and the message transports' size
+/// limits allow this much more, so one codec behaves alike on every
+/// transport and the codec enforces the payload's limit itself.
+pub(crate) const HEADER_SLACK: usize = 64;
+
 /// What the driver needs from a connection.
 pub(crate) trait Transport: Unpin {
     /// Each read yields one whole message, and each packet written must

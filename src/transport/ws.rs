@@ -32,6 +32,8 @@ pub(crate) struct WsIo {
     close_received: bool,
     /// The session ends because a text message was refused.
     refused_text: bool,
+    /// The session ends on a WebSocket protocol violation (close code 1002).
+    protocol_error: bool,
 }
 
 fn to_io(e: WsError) -> io::Error {
@@ -52,6 +54,7 @@ impl WsIo {
             close_sent: false,
             close_received: false,
             refused_text: false,
+            protocol_error: false,
         }
     }
 
@@ -66,7 +69,10 @@ impl WsIo {
             let message = match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
                 None => return Poll::Ready(Ok(None)),
                 Some(Ok(message)) => message,
-                Some(Err(e)) => return Poll::Ready(read_error(e)),
+                Some(Err(e)) => {
+                    self.protocol_error = matches!(e, WsError::Protocol(_));
+                    return Poll::Ready(read_error(e));
+                }
             };
             let payload: Bytes = match message {
                 Message::Binary(b) => b,
@@ -102,6 +108,10 @@ impl WsIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.close_received {
+            // The peer closed: it takes no more data, only our close reply.
+            return Poll::Ready(Ok(buf.len()));
+        }
         ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
         Pin::new(&mut self.ws)
             .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
@@ -117,6 +127,11 @@ impl WsIo {
         buf: &mut BytesMut,
         len: usize,
     ) -> Poll<io::Result<()>> {
+        if self.close_received {
+            // The peer closed: it takes no more data, only our close reply.
+            let _ = buf.split_to(len);
+            return Poll::Ready(Ok(()));
+        }
         ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
         let frame = buf.split_to(len).freeze();
         Pin::new(&mut self.ws)
@@ -126,7 +141,7 @@ impl WsIo {
     }
 
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.ping_due {
+        if self.ping_due && !self.close_received {
             ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
             Pin::new(&mut self.ws)
                 .start_send(Message::Ping(Bytes::new()))
@@ -163,6 +178,7 @@ impl WsIo {
             match error {
                 None => (CloseCode::Normal, ""),
                 Some("packet_too_large") => (CloseCode::Size, "packet too large"),
+                Some("codec") if self.protocol_error => (CloseCode::Protocol, "protocol error"),
                 Some("codec") => (CloseCode::Invalid, "malformed packet"),
                 Some("read_timeout") => (CloseCode::Policy, "read timeout"),
                 Some("raised") => (CloseCode::Policy, "closed by the server"),
@@ -185,15 +201,21 @@ impl WsIo {
 }
 
 fn read_error(e: WsError) -> io::Result<Option<usize>> {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => Ok(None),
         WsError::Io(e) => Err(e),
+        // The peer vanished without a close frame: a lost connection, not
+        // bad input.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Err(io::ErrorKind::ConnectionReset.into())
+        }
         // The limit is the session's max_packet_len: report it as one.
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             LengthCodecError::TooLarge {
                 len: size as u64,
-                max: max_size,
+                max: max_size.saturating_sub(super::HEADER_SLACK),
             },
         )),
         other => Err(io::Error::new(io::ErrorKind::InvalidData, other)),
@@ -226,8 +248,8 @@ fn config(max: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConf
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         // tungstenite allocates its read buffer up front: keep it modest.
         .read_buffer_size(16 * 1024)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+        .max_message_size(Some(max.saturating_add(super::HEADER_SLACK)))
+        .max_frame_size(Some(max.saturating_add(super::HEADER_SLACK)))
 }
 
 /// The server handshake: the path must match (else HTTP 404) and the
