@@ -769,3 +769,137 @@ async fn zero_cron_period_is_raised_to_one_millisecond() {
     drop(c);
     within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
 }
+
+mod transport_review {
+    use super::*;
+    use bytes::BufMut;
+    use tokio::net::UdpSocket;
+
+    /// Connections still in their WebSocket handshake count against
+    /// `max_sessions`: the cap cannot be outrun by opening many at once.
+    #[tokio::test]
+    async fn max_sessions_counts_connections_still_shaking_hands() {
+        let server = Server::builder()
+            .max_sessions(2)
+            .websocket("/")
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(
+                |_: &Session| tokio_util::codec::BytesCodec::new(),
+                new_session_fn(|_: &Session| {
+                    Ok::<_, Infallible>(tower::service_fn(
+                        |_req: Request<bytes::BytesMut>| async move {
+                            Ok::<_, Infallible>(None::<Bytes>)
+                        },
+                    ))
+                }),
+            );
+        // Two connections that never finish their handshake hold the slots.
+        let _a = TcpStream::connect(server.local_addr()).await.unwrap();
+        let _b = TcpStream::connect(server.local_addr()).await.unwrap();
+        // A third (accepted after them, in connection order) is refused at
+        // once: closed without a response.
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        let mut rest = Vec::new();
+        let n = within(Duration::from_secs(2), c.read_to_end(&mut rest))
+            .await
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the refused connection got {rest:?}");
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// A burst from many source addresses cannot make more virtual UDP
+    /// sessions than the cap.
+    #[tokio::test]
+    async fn a_udp_burst_from_many_peers_stays_within_max_sessions() {
+        let server = Server::builder()
+            .max_sessions(3)
+            .bind_udp("127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(
+                |_: &Session| tokio_util::codec::BytesCodec::new(),
+                new_session_fn(|_: &Session| {
+                    Ok::<_, Infallible>(tower::service_fn(
+                        |req: Request<bytes::BytesMut>| async move {
+                            Ok::<_, Infallible>(req.into_message().map(|m| m.freeze()))
+                        },
+                    ))
+                }),
+            );
+        let mut peers = Vec::new();
+        for _ in 0..20 {
+            let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            s.send_to(b"hi", server.local_addr()).await.unwrap();
+            peers.push(s);
+        }
+        // The first three peers (in arrival order) get sessions and echoes;
+        // the others get nothing, and never more than three sessions exist.
+        let mut buf = [0u8; 16];
+        for p in &peers[..3] {
+            within(Duration::from_secs(5), p.recv(&mut buf))
+                .await
+                .unwrap();
+        }
+        for p in &peers[3..] {
+            let answer = tokio::time::timeout(Duration::from_millis(50), p.recv(&mut buf)).await;
+            assert!(answer.is_err(), "a peer beyond the cap got an answer");
+            assert!(server.session_count() <= 3);
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// An encoder that writes a header and then fails leaves nothing behind:
+    /// on UDP (where the session carries on) the next reply is intact.
+    #[tokio::test]
+    async fn a_failed_encode_leaves_nothing_half_written() {
+        #[derive(Clone)]
+        struct Headed;
+        impl tokio_util::codec::Decoder for Headed {
+            type Item = bytes::BytesMut;
+            type Error = std::io::Error;
+            fn decode(
+                &mut self,
+                src: &mut bytes::BytesMut,
+            ) -> std::io::Result<Option<bytes::BytesMut>> {
+                Ok((!src.is_empty()).then(|| src.split()))
+            }
+        }
+        impl tokio_util::codec::Encoder<Bytes> for Headed {
+            type Error = std::io::Error;
+            fn encode(&mut self, item: Bytes, dst: &mut bytes::BytesMut) -> std::io::Result<()> {
+                dst.put_slice(b"HDR:");
+                if &item[..] == b"bad" {
+                    return Err(std::io::Error::other("cannot encode bad"));
+                }
+                dst.put_slice(&item);
+                Ok(())
+            }
+        }
+        let server = Server::builder()
+            .bind_udp("127.0.0.1:0")
+            .await
+            .unwrap()
+            .serve(
+                |_: &Session| Headed,
+                new_session_fn(|_: &Session| {
+                    Ok::<_, Infallible>(tower::service_fn(
+                        |req: Request<bytes::BytesMut>| async move {
+                            Ok::<_, Infallible>(req.into_message().map(|m| m.freeze()))
+                        },
+                    ))
+                }),
+            );
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(server.local_addr()).await.unwrap();
+        c.send(b"bad").await.unwrap();
+        c.send(b"good").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = within(Duration::from_secs(5), c.recv(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"HDR:good");
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+}
