@@ -95,7 +95,7 @@ impl ServerBuilder {
     /// message, not a length prefix); a message above the session's
     /// `max_packet_len` closes the session with close code 1009. Each cron
     /// tick sends a ping; pings and pongs from the peer count as activity
-    /// ([`Session::active`]), as in getty.
+    /// ([`Session::active`](crate::Session::active)), as in getty.
     pub fn websocket(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         match &mut self.ws {
@@ -309,7 +309,7 @@ impl Server {
     /// Starts accepting on the current tokio runtime (getty's
     /// `RunEventLoop`) and returns at once with a handle.
     ///
-    /// For each connection a [`Session`] is made, `make` (getty's
+    /// For each connection a [`Session`](crate::Session) is made, `make` (getty's
     /// `NewSessionCallback`: any tower `MakeService`, or
     /// [`new_session_fn`](crate::new_session_fn)) builds its service stack
     /// from it or refuses it, then `codec` makes its codec, and a task drives
