@@ -502,30 +502,19 @@ struct Connected {
 async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected> {
     match target {
         Target::Tcp(addr) => {
-            let stream = TcpStream::connect(&**addr).await?;
-            // Small packets must not wait for Nagle; batching is done above.
-            let _ = stream.set_nodelay(true);
-            let peer = Addr::from(stream.peer_addr()?);
-            let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
-            let Some(tls) = &settings.tls else {
-                return Ok(Connected {
-                    io: Link::Stream(Io::Tcp(stream)),
-                    peer,
-                    local,
-                    kind: EndpointKind::TcpClient,
-                });
+            let (stream, peer, local) = connect_tcp(addr).await?;
+            let (io, kind) = match &settings.tls {
+                None => (Io::Tcp(stream), EndpointKind::TcpClient),
+                Some(tls) => (
+                    tls_connect(tls, host_of(addr), stream).await?,
+                    EndpointKind::TlsClient,
+                ),
             };
-            let name = match &tls.server_name {
-                Some(name) => name.clone(),
-                None => parse_server_name(host_of(addr))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-            };
-            let stream = tls.connector.connect(name, stream).await?;
             Ok(Connected {
-                io: Link::Stream(Io::TlsClient(Box::new(stream))),
+                io: Link::Stream(io),
                 peer,
                 local,
-                kind: EndpointKind::TlsClient,
+                kind,
             })
         }
         Target::Ws {
@@ -534,10 +523,7 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
             host,
             secure,
         } => {
-            let stream = TcpStream::connect(addr.as_str()).await?;
-            let _ = stream.set_nodelay(true);
-            let peer = Addr::from(stream.peer_addr()?);
-            let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
+            let (stream, peer, local) = connect_tcp(addr).await?;
             let (io, kind) = if *secure {
                 let tls = settings.tls.as_ref().ok_or_else(|| {
                     io::Error::new(
@@ -545,13 +531,10 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
                         "a wss:// URL needs ClientBuilder::tls",
                     )
                 })?;
-                let name = match &tls.server_name {
-                    Some(name) => name.clone(),
-                    None => parse_server_name(host)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-                };
-                let stream = tls.connector.connect(name, stream).await?;
-                (Io::TlsClient(Box::new(stream)), EndpointKind::WssClient)
+                (
+                    tls_connect(tls, host, stream).await?,
+                    EndpointKind::WssClient,
+                )
             } else {
                 (Io::Tcp(stream), EndpointKind::WsClient)
             };
@@ -603,6 +586,29 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
             })
         }
     }
+}
+
+/// A TCP connection to `addr`, with its peer and local addresses.
+async fn connect_tcp(addr: &str) -> io::Result<(TcpStream, Addr, Addr)> {
+    let stream = TcpStream::connect(addr).await?;
+    // Small packets must not wait for Nagle; batching is done above.
+    let _ = stream.set_nodelay(true);
+    let peer = Addr::from(stream.peer_addr()?);
+    let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
+    Ok((stream, peer, local))
+}
+
+/// TLS over `stream`, verifying the server as the configured name or else
+/// as `host`.
+async fn tls_connect(tls: &ClientTlsConfig, host: &str, stream: TcpStream) -> io::Result<Io> {
+    let name = match &tls.server_name {
+        Some(name) => name.clone(),
+        None => {
+            parse_server_name(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        }
+    };
+    let stream = tls.connector.connect(name, stream).await?;
+    Ok(Io::TlsClient(Box::new(stream)))
 }
 
 /// The host part of `host:port` (`[v6]:port` included).
