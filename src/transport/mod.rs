@@ -45,11 +45,12 @@ pub(crate) trait Transport: Unpin {
         buf: &mut BytesMut,
     ) -> Poll<io::Result<Option<usize>>>;
 
-    /// Writes from `buf` (a byte stream: some of it).
+    /// Writes from `buf`, some of it (byte streams only; the driver sends
+    /// on a framed transport with `poll_send_frame`).
     fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
 
     /// Sends the first `len` bytes of `buf` as one message and removes them
-    /// from `buf` (a framed transport).
+    /// from `buf` (framed transports only).
     fn poll_send_frame(
         &mut self,
         cx: &mut Context<'_>,
@@ -114,8 +115,9 @@ impl Transport for Link {
     fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self {
             Link::Stream(io) => Pin::new(io).poll_write(cx, buf),
-            Link::Ws(ws) => ws.poll_write_from(cx, buf),
-            Link::Udp(udp) => udp.poll_write_from(cx, buf),
+            Link::Ws(_) | Link::Udp(_) => Poll::Ready(Err(io::Error::other(
+                "a message transport sends whole messages (poll_send_frame)",
+            ))),
         }
     }
 
@@ -127,14 +129,14 @@ impl Transport for Link {
     ) -> Poll<io::Result<()>> {
         match self {
             Link::Ws(ws) => ws.poll_send_frame(cx, buf, len),
-            _ => {
-                let n = ready!(self.poll_write_from(cx, &buf[..len]))?;
-                if n != len {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
+            Link::Udp(udp) => {
+                ready!(udp.poll_write_from(cx, &buf[..len]))?;
                 buf.advance(len);
                 Poll::Ready(Ok(()))
             }
+            Link::Stream(_) => Poll::Ready(Err(io::Error::other(
+                "a byte stream has no messages (poll_write_from)",
+            ))),
         }
     }
 

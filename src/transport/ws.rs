@@ -103,22 +103,6 @@ impl WsIo {
         }
     }
 
-    pub(super) fn poll_write_from(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.close_received {
-            // The peer closed: it takes no more data, only our close reply.
-            return Poll::Ready(Ok(buf.len()));
-        }
-        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
-        Pin::new(&mut self.ws)
-            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
-            .map_err(to_io)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
     /// Sends the first `len` bytes of `buf` as one binary message, handing
     /// tungstenite the bytes themselves rather than a copy.
     pub(super) fn poll_send_frame(
