@@ -25,8 +25,8 @@ use getty::{
         rustls::{self, pki_types::PrivatePkcs8KeyDer, RootCertStore},
         ClientTlsConfig, ServerTlsConfig, TlsError,
     },
-    Addr, BoxError, Client, ClientBuilder, EndpointKind, Error, EventListener, ListenerService,
-    Server, ServerBuilder, ServerHandle, Session,
+    Addr, BoxError, Client, ClientBuilder, EndpointKind, ListenerService, Server, ServerBuilder,
+    ServerHandle, Session,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -194,39 +194,7 @@ impl Pki {
 
 /// A length-prefixed echo server from `builder` on 127.0.0.1, recording.
 async fn echo_server(builder: ServerBuilder) -> (ServerHandle, Log) {
-    let log = Log::default();
-    let server = builder.bind("127.0.0.1:0").await.expect("bind");
-    let l = log.clone();
-    let handle = server.serve(
-        LengthCodec::new(),
-        new_session_fn(move |_: &Session| {
-            Ok::<_, BoxError>(ListenerService::new(Recorder { log: l.clone() }))
-        }),
-    );
-    (handle, log)
-}
-
-/// The client side: records everything, answers nothing.
-struct ClientSide {
-    log: Log,
-}
-
-impl EventListener<Bytes> for ClientSide {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
-        self.log.push("open");
-        Ok(())
-    }
-    fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
-        self.log
-            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
-        None
-    }
-    fn on_error(&mut self, _: &Session, error: &Error) {
-        self.log.push(format!("error:{error}"));
-    }
-    fn on_close(&mut self, _: &Session) {
-        self.log.push("close");
-    }
+    serve_recording(builder.bind("127.0.0.1:0").await.expect("bind"))
 }
 
 /// A getty client from `builder` to `addr`, recording into `log`.

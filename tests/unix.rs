@@ -20,8 +20,7 @@ use getty::{
     codec::LengthCodec,
     new_session_fn,
     tls::{rustls, ServerTlsConfig},
-    Addr, BoxError, Client, EndpointKind, Error, EventListener, ListenerService, Server,
-    ServerHandle, Session,
+    Addr, BoxError, Client, EndpointKind, Error, EventListener, ListenerService, Server, Session,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -61,42 +60,6 @@ impl Drop for SockPath {
 
 fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}
-
-/// Serves a recording length-prefixed echo on a bound server.
-fn serve_echo(server: Server) -> (ServerHandle, Log) {
-    let log = Log::default();
-    let l = log.clone();
-    let handle = server.serve(
-        LengthCodec::new(),
-        new_session_fn(move |_: &Session| {
-            Ok::<_, BoxError>(ListenerService::new(Recorder { log: l.clone() }))
-        }),
-    );
-    (handle, log)
-}
-
-/// The client side: records everything, answers nothing.
-struct ClientSide {
-    log: Log,
-}
-
-impl EventListener<Bytes> for ClientSide {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
-        self.log.push("open");
-        Ok(())
-    }
-    fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
-        self.log
-            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
-        None
-    }
-    fn on_error(&mut self, _: &Session, error: &Error) {
-        self.log.push(format!("error:{error}"));
-    }
-    fn on_close(&mut self, _: &Session) {
-        self.log.push("close");
-    }
 }
 
 fn client_side(
@@ -139,7 +102,7 @@ async fn a_unix_socket_server_and_client_echo_with_unix_kinds_and_addresses() {
     let path = SockPath::new();
     let server = Server::builder().bind_unix(&*path).expect("bind_unix");
     assert_eq!(server.addr(), &Addr::Unix(Some(path.to_path_buf())));
-    let (server, server_log) = serve_echo(server);
+    let (server, server_log) = serve_recording(server);
     assert_eq!(server.addr(), &Addr::Unix(Some(path.to_path_buf())));
     assert_eq!(server.addr().as_socket_addr(), None);
     assert_eq!(
@@ -217,7 +180,7 @@ async fn a_unix_client_with_nothing_listening_retries_and_gives_up() {
 #[tokio::test]
 async fn a_unix_client_reconnects_after_losing_its_session() {
     let path = SockPath::new();
-    let (server, server_log) = serve_echo(Server::builder().bind_unix(&*path).unwrap());
+    let (server, server_log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
     let log = Log::default();
     let c = Client::builder()
         .reconnect_interval(Duration::from_millis(20))
@@ -241,7 +204,7 @@ async fn a_unix_client_reconnects_after_losing_its_session() {
 #[tokio::test]
 async fn a_raw_unix_stream_client_speaks_the_same_framing() {
     let path = SockPath::new();
-    let (server, server_log) = serve_echo(Server::builder().bind_unix(&*path).unwrap());
+    let (server, server_log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
 
     let mut raw = UnixStream::connect(&*path).await.expect("connect");
     send_frame(&mut raw, b"first").await;
@@ -279,7 +242,7 @@ async fn a_raw_unix_stream_client_speaks_the_same_framing() {
 #[tokio::test]
 async fn shutdown_closes_a_raw_unix_client_with_eof() {
     let path = SockPath::new();
-    let (server, server_log) = serve_echo(Server::builder().bind_unix(&*path).unwrap());
+    let (server, server_log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
     let mut raw = UnixStream::connect(&*path).await.unwrap();
     send_frame(&mut raw, b"hi").await;
     assert_eq!(recv_frame(&mut raw).await, b"hi");
@@ -300,7 +263,7 @@ async fn the_socket_file_exists_while_serving_and_is_removed_on_shutdown() {
     assert!(!path.exists());
     let server = Server::builder().bind_unix(&*path).unwrap();
     assert!(is_socket(&path), "bound: {} is a socket", path.display());
-    let (server, _log) = serve_echo(server);
+    let (server, _log) = serve_recording(server);
     assert!(is_socket(&path), "serving: {} is a socket", path.display());
 
     // Serving, with a live session.
@@ -319,7 +282,7 @@ async fn the_socket_file_exists_while_serving_and_is_removed_on_shutdown() {
     assert!(UnixStream::connect(&*path).await.is_err());
     // And the path can be bound again.
     let again = Server::builder().bind_unix(&*path).expect("rebind");
-    let (again, _log) = serve_echo(again);
+    let (again, _log) = serve_recording(again);
     let mut raw = UnixStream::connect(&*path).await.unwrap();
     send_frame(&mut raw, b"reborn").await;
     assert_eq!(recv_frame(&mut raw).await, b"reborn");
@@ -343,7 +306,7 @@ async fn binding_over_an_existing_file_is_an_error_and_leaves_the_file_alone() {
 #[tokio::test]
 async fn binding_over_a_live_socket_is_an_error_and_the_first_server_keeps_serving() {
     let path = SockPath::new();
-    let (server, _log) = serve_echo(Server::builder().bind_unix(&*path).unwrap());
+    let (server, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
     let err = Server::builder()
         .bind_unix(&*path)
         .expect_err("bind over a live socket");

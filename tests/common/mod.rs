@@ -66,12 +66,17 @@ impl EventListener<Bytes> for Recorder {
 
 /// A length-prefixed echo server whose sessions all record into one log.
 pub async fn recording_server(config: SessionConfig) -> (ServerHandle, Log) {
-    let log = Log::default();
     let server = Server::builder()
         .session_config(config)
         .bind("127.0.0.1:0")
         .await
         .expect("bind");
+    serve_recording(server)
+}
+
+/// Serves a recording length-prefixed echo on a bound server (any transport).
+pub fn serve_recording(server: Server) -> (ServerHandle, Log) {
+    let log = Log::default();
     let l = log.clone();
     let handle = server.serve(
         LengthCodec::new(),
@@ -80,6 +85,29 @@ pub async fn recording_server(config: SessionConfig) -> (ServerHandle, Log) {
         }),
     );
     (handle, log)
+}
+
+/// The client side: records everything, answers nothing.
+pub struct ClientSide {
+    pub log: Log,
+}
+
+impl EventListener<Bytes> for ClientSide {
+    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+        self.log.push("open");
+        Ok(())
+    }
+    fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
+        self.log
+            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
+        None
+    }
+    fn on_error(&mut self, _: &Session, error: &Error) {
+        self.log.push(format!("error:{error}"));
+    }
+    fn on_close(&mut self, _: &Session) {
+        self.log.push("close");
+    }
 }
 
 /// One 4-byte big-endian length-prefixed frame.
