@@ -82,6 +82,18 @@ pub(crate) trait Transport: Unpin {
     fn lossy(&self) -> bool {
         false
     }
+
+    /// Bytes of input the transport itself holds that the driver has not
+    /// taken yet (a partial WebSocket frame, say): counted with the
+    /// driver's own read buffer against the server's input budget and in
+    /// `SessionStats::buffered`.
+    fn buffered(&self) -> usize {
+        0
+    }
+
+    /// The session is idle: give back every buffer that holds no data, so
+    /// an idle session costs what a new one does whatever its history.
+    fn release_idle(&mut self) {}
 }
 
 /// A session's connection.
