@@ -71,12 +71,13 @@ pub(crate) trait Transport: Unpin {
         error: Option<&'static str>,
     ) -> Poll<io::Result<()>>;
 
-    /// After `poll_close`: reads and throws away what the peer still sends
-    /// until it closes its side (or the connection fails), so the socket
-    /// is closed with nothing unread. The caller bounds it in time.
-    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// After `poll_close`: reads and throws away what the peer sent, so the
+    /// socket is closed with nothing unread. `Ready(true)` when it threw
+    /// something away (more may come), `Ready(false)` once the peer closed
+    /// its side or the connection failed. The caller bounds it in time.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let _ = cx;
-        Poll::Ready(())
+        Poll::Ready(false)
     }
 
     /// The cron period elapsed: a keep-alive (a WebSocket ping) may go out
@@ -136,10 +137,10 @@ impl Transport for Link {
         }
     }
 
-    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         match self {
             Link::Stream(io) => io.poll_discard(cx),
-            Link::Ws(_) | Link::Udp(_) => Poll::Ready(()),
+            Link::Ws(_) | Link::Udp(_) => Poll::Ready(false),
         }
     }
 
@@ -278,20 +279,22 @@ impl Io {
         matches!(self, Io::TlsServer(_) | Io::TlsClient(_))
     }
 
-    /// Reads and throws away input until the peer closes (lingering close).
-    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Reads and throws away what is available (lingering close).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
-        // Bounded per poll: a peer that floods must not hold the worker.
+        let mut threw = false;
+        // Bounded per call: a peer that floods must not hold the worker.
         for _ in 0..64 {
             let mut rb = ReadBuf::uninit(&mut scratch);
-            match ready!(Pin::new(&mut *self).poll_read(cx, &mut rb)) {
-                Ok(()) if !rb.filled().is_empty() => continue,
+            match Pin::new(&mut *self).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => threw = true,
                 // EOF, or a failure: nothing more will come.
-                _ => return Poll::Ready(()),
+                Poll::Ready(_) => return Poll::Ready(false),
+                Poll::Pending if threw => return Poll::Ready(true),
+                Poll::Pending => return Poll::Pending,
             }
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        Poll::Ready(true)
     }
 }
 
