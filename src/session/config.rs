@@ -76,6 +76,12 @@ impl SessionConfig {
 
     /// Sets [`queue_capacity`](SessionConfig::queue_capacity), clamped to
     /// `1..=`[`MAX_QUEUE_CAPACITY`](SessionConfig::MAX_QUEUE_CAPACITY).
+    ///
+    /// ```
+    /// use getty::SessionConfig;
+    ///
+    /// assert_eq!(SessionConfig::default().queue_capacity(64).queue_capacity, 64);
+    /// ```
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = clamp_queue_capacity(capacity);
         self
