@@ -174,10 +174,8 @@ where
                     .instrument(span),
             );
         }
-        if let Listener::Unix { path, .. } = &listener {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(error = %e, path = %path.display(), "could not remove the socket file");
-            }
+        if let Listener::Unix { file, .. } = &listener {
+            file.remove_if_ours();
         }
     }
 
