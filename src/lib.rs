@@ -63,6 +63,7 @@ mod driver;
 mod error;
 mod event;
 mod listener;
+pub mod pkg;
 mod registry;
 mod server;
 mod service;
