@@ -415,7 +415,7 @@ async fn the_pool_never_reuses_a_connection_that_failed_timed_out_or_was_closed_
     assert_eq!(conn.send_recv_pkg(b"echo").await.expect("echo"), &b"echo"[..]);
 
     // A writer clone left outside: not pooled.
-    let _leaked = conn.writer();
+    let leaked = conn.writer();
     drop(conn);
     assert_eq!(pool.idle_count(), 0, "connection with a live writer clone pooled");
 
@@ -423,8 +423,9 @@ async fn the_pool_never_reuses_a_connection_that_failed_timed_out_or_was_closed_
     let detached: Conn = pool.get().await.expect("get").detach();
     pool.get().await.expect("get").discard();
     assert_eq!(pool.idle_count(), 0);
-    drop(detached);
-    handle.shutdown(LIMIT).await;
+    drop((detached, leaked));
+    let report = handle.shutdown(LIMIT).await;
+    assert_eq!(report.aborted, 0);
 }
 
 // ----- the codec under the core server ------------------------------------------------
