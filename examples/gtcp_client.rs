@@ -98,7 +98,9 @@ async fn recv_msg(reader: &mut ReadHalf) -> Result<Option<Msg>, PkgError> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let args = match parse_args() {

@@ -28,7 +28,8 @@ use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: gtcp_server [--addr HOST:PORT] [--header-size 1..4] [--exit-after SECS]\n\
+const USAGE: &str =
+    "usage: gtcp_server [--addr HOST:PORT] [--header-size 1..4] [--exit-after SECS]\n\
      \n\
      --addr HOST:PORT     where to listen (default 127.0.0.1:8999; port 0 picks one)\n\
      --header-size N      the package header's width in bytes, 1 to 4 (default 2)\n\
@@ -160,7 +161,9 @@ async fn serve_client(conn: Conn, exit_after: Duration) {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let args = match parse_args() {
@@ -201,6 +204,10 @@ async fn main() -> ExitCode {
         _ = term.recv() => {}
     }
     let report = handle.shutdown(Duration::from_secs(5)).await;
-    tracing::info!(drained = report.drained, aborted = report.aborted, "server stopped");
+    tracing::info!(
+        drained = report.drained,
+        aborted = report.aborted,
+        "server stopped"
+    );
     ExitCode::SUCCESS
 }

@@ -19,11 +19,21 @@ async fn each_header_size_round_trips_packages_including_empty_and_max_size() {
     for h in 1..=4u8 {
         let option = PkgOption::new().header_size(h);
         let (server, addr) = echo_server(option).await;
-        let mut conn = Conn::builder().pkg_option(option).connect(&addr).await.expect("connect");
-        let biggest = if h == 1 { 255 } else { 70_000.min(option.get_max_data_size()) };
+        let mut conn = Conn::builder()
+            .pkg_option(option)
+            .connect(&addr)
+            .await
+            .expect("connect");
+        let biggest = if h == 1 {
+            255
+        } else {
+            70_000.min(option.get_max_data_size())
+        };
         for len in [0usize, 1, 100, biggest] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let reply = within(LIMIT, conn.send_recv_pkg(&data)).await.expect("echo");
+            let reply = within(LIMIT, conn.send_recv_pkg(&data))
+                .await
+                .expect("echo");
             assert_eq!(reply.len(), len, "header size {h}");
             assert_eq!(&reply[..], &data[..], "header size {h}");
         }
@@ -64,8 +74,18 @@ async fn recv_pkg_reads_packages_framed_by_hand_with_each_header_size() {
         wire.extend(frame(h, b""));
         raw.write_all(&wire).await.expect("write");
         let option = PkgOption::new().header_size(h as u8);
-        assert_eq!(within(LIMIT, conn.recv_pkg_with(&option)).await.expect("recv"), &b"hello"[..]);
-        assert_eq!(within(LIMIT, conn.recv_pkg_with(&option)).await.expect("recv"), &b""[..]);
+        assert_eq!(
+            within(LIMIT, conn.recv_pkg_with(&option))
+                .await
+                .expect("recv"),
+            &b"hello"[..]
+        );
+        assert_eq!(
+            within(LIMIT, conn.recv_pkg_with(&option))
+                .await
+                .expect("recv"),
+            &b""[..]
+        );
     }
 }
 
@@ -78,16 +98,38 @@ async fn sending_above_max_data_size_fails_before_anything_is_written() {
     let (mut raw, _) = listener.accept().await.expect("accept");
 
     let err = conn.send_pkg(vec![0u8; 70_000]).await.unwrap_err();
-    assert!(matches!(err, PkgError::TooLarge { len: 70_000, max: 65_535 }), "{err:?}");
     assert!(
-        err.to_string().contains("package of 70000 bytes exceeds max_data_size 65535"),
+        matches!(
+            err,
+            PkgError::TooLarge {
+                len: 70_000,
+                max: 65_535
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("package of 70000 bytes exceeds max_data_size 65535"),
         "{err}"
     );
     let lowered = PkgOption::new().max_data_size(10);
-    let err = conn.send_pkg_with(b"eleven byte", &lowered).await.unwrap_err();
-    assert!(matches!(err, PkgError::TooLarge { len: 11, max: 10 }), "{err:?}");
-    let err = conn.send_pkg_with(vec![1u8; 256], &PkgOption::new().header_size(1)).await.unwrap_err();
-    assert!(matches!(err, PkgError::TooLarge { len: 256, max: 255 }), "{err:?}");
+    let err = conn
+        .send_pkg_with(b"eleven byte", &lowered)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PkgError::TooLarge { len: 11, max: 10 }),
+        "{err:?}"
+    );
+    let err = conn
+        .send_pkg_with(vec![1u8; 256], &PkgOption::new().header_size(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PkgError::TooLarge { len: 256, max: 255 }),
+        "{err:?}"
+    );
 
     // The connection is untouched: the next package is the first bytes out.
     conn.send_pkg(b"ok").await.expect("send");
@@ -107,10 +149,20 @@ async fn lowered_max_data_size_is_enforced_on_receive() {
     let (mut raw, _) = listener.accept().await.expect("accept");
     raw.write_all(&frame(2, b"four")).await.expect("write");
     raw.write_all(&frame(2, b"five!")).await.expect("write");
-    assert_eq!(within(LIMIT, conn.recv_pkg()).await.expect("recv"), &b"four"[..]);
+    assert_eq!(
+        within(LIMIT, conn.recv_pkg()).await.expect("recv"),
+        &b"four"[..]
+    );
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
     assert!(
-        matches!(err, PkgError::DeclaredTooLarge { len: 5, max: 4, header_size: 2 }),
+        matches!(
+            err,
+            PkgError::DeclaredTooLarge {
+                len: 5,
+                max: 4,
+                header_size: 2
+            }
+        ),
         "{err:?}"
     );
 }
@@ -124,12 +176,20 @@ async fn invalid_options_are_errors_and_write_nothing() {
     let five = PkgOption::new().header_size(5);
     let err = conn.send_pkg_with(b"x", &five).await.unwrap_err();
     assert!(matches!(err, PkgError::InvalidOption(_)), "{err:?}");
-    assert!(err.to_string().contains("header_size 5 is not 1, 2, 3 or 4"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("header_size 5 is not 1, 2, 3 or 4"),
+        "{err}"
+    );
     let err = conn.recv_pkg_with(&five).await.unwrap_err();
     assert!(matches!(err, PkgError::InvalidOption(_)), "{err:?}");
     let too_big = PkgOption::new().header_size(1).max_data_size(256);
     let err = conn.send_pkg_with(b"x", &too_big).await.unwrap_err();
-    assert!(err.to_string().contains("max_data_size 256 does not fit a 1-byte header"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("max_data_size 256 does not fit a 1-byte header"),
+        "{err}"
+    );
 
     conn.send_pkg(b"z").await.expect("send");
     let mut got = [0u8; 3];
@@ -143,21 +203,35 @@ async fn invalid_options_are_errors_and_write_nothing() {
 async fn send_recv_pkg_and_its_timeout_and_with_forms_get_the_reply() {
     let (server, addr) = echo_server(PkgOption::new().header_size(4)).await;
     let opt = PkgOption::new().header_size(4);
-    let mut conn = Conn::builder().pkg_option(opt).connect(&addr).await.expect("connect");
+    let mut conn = Conn::builder()
+        .pkg_option(opt)
+        .connect(&addr)
+        .await
+        .expect("connect");
     assert_eq!(conn.send_recv_pkg(b"a").await.expect("a"), &b"a"[..]);
     assert_eq!(
         conn.send_recv_pkg_timeout(b"b", LIMIT).await.expect("b"),
         &b"b"[..]
     );
-    assert_eq!(conn.send_recv_pkg_with(b"c", &opt).await.expect("c"), &b"c"[..]);
     assert_eq!(
-        conn.send_recv_pkg_timeout_with(b"d", LIMIT, &opt).await.expect("d"),
+        conn.send_recv_pkg_with(b"c", &opt).await.expect("c"),
+        &b"c"[..]
+    );
+    assert_eq!(
+        conn.send_recv_pkg_timeout_with(b"d", LIMIT, &opt)
+            .await
+            .expect("d"),
         &b"d"[..]
     );
     conn.send_pkg_timeout(b"e", LIMIT).await.expect("send e");
-    conn.send_pkg_timeout_with(b"f", LIMIT, &opt).await.expect("send f");
+    conn.send_pkg_timeout_with(b"f", LIMIT, &opt)
+        .await
+        .expect("send f");
     assert_eq!(conn.recv_pkg_timeout(LIMIT).await.expect("e"), &b"e"[..]);
-    assert_eq!(conn.recv_pkg_timeout_with(LIMIT, &opt).await.expect("f"), &b"f"[..]);
+    assert_eq!(
+        conn.recv_pkg_timeout_with(LIMIT, &opt).await.expect("f"),
+        &b"f"[..]
+    );
     drop(conn);
     server.shutdown(LIMIT).await;
 }
@@ -174,13 +248,20 @@ async fn recv_pkg_timeout_times_out_with_a_clear_error_when_the_peer_never_sends
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.to_string(), "recv_pkg timed out after 200ms");
-    let err = within(LIMIT, conn.recv_timeout(3, Duration::from_millis(50))).await.unwrap_err();
-    assert_eq!(err.to_string(), "recv timed out after 50ms");
-    let err = within(LIMIT, conn.recv_line_timeout(Duration::from_millis(50))).await.unwrap_err();
-    assert_eq!(err.to_string(), "recv_line timed out after 50ms");
-    let err = within(LIMIT, conn.send_recv_pkg_timeout(b"?", Duration::from_millis(50)))
+    let err = within(LIMIT, conn.recv_timeout(3, Duration::from_millis(50)))
         .await
         .unwrap_err();
+    assert_eq!(err.to_string(), "recv timed out after 50ms");
+    let err = within(LIMIT, conn.recv_line_timeout(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "recv_line timed out after 50ms");
+    let err = within(
+        LIMIT,
+        conn.send_recv_pkg_timeout(b"?", Duration::from_millis(50)),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
 }
 
@@ -196,7 +277,9 @@ async fn a_timed_out_recv_keeps_the_partial_package_for_the_next_call() {
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     raw.write_all(&wire[5..]).await.expect("write rest");
-    let pkg = within(LIMIT, conn.recv_pkg_timeout(LIMIT)).await.expect("whole package");
+    let pkg = within(LIMIT, conn.recv_pkg_timeout(LIMIT))
+        .await
+        .expect("whole package");
     assert_eq!(pkg, &b"hello world"[..]);
 }
 
@@ -209,15 +292,28 @@ async fn retry_gives_a_timed_out_recv_more_attempts() {
     // Silent peer: 1 + 2 attempts of 60 ms, 10 ms apart, then the error.
     let retry = PkgOption::new().retry(Retry::new(2, Duration::from_millis(10)));
     let started = Instant::now();
-    let err = within(LIMIT, conn.recv_pkg_timeout_with(Duration::from_millis(60), &retry))
-        .await
-        .unwrap_err();
+    let err = within(
+        LIMIT,
+        conn.recv_pkg_timeout_with(Duration::from_millis(60), &retry),
+    )
+    .await
+    .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(3 * 60 + 2 * 10));
     assert!(
-        matches!(err, PkgError::Timeout { op: "recv_pkg", attempts: 3, .. }),
+        matches!(
+            err,
+            PkgError::Timeout {
+                op: "recv_pkg",
+                attempts: 3,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(err.to_string(), "recv_pkg timed out after 60ms on each of 3 attempts");
+    assert_eq!(
+        err.to_string(),
+        "recv_pkg timed out after 60ms on each of 3 attempts"
+    );
 
     // A package arriving during the third attempt is received.
     let late = tokio::spawn(async move {
@@ -226,9 +322,12 @@ async fn retry_gives_a_timed_out_recv_more_attempts() {
         raw
     });
     let retry = PkgOption::new().retry(Retry::new(20, Duration::from_millis(10)));
-    let pkg = within(LIMIT, conn.recv_pkg_timeout_with(Duration::from_millis(60), &retry))
-        .await
-        .expect("received on a later attempt");
+    let pkg = within(
+        LIMIT,
+        conn.recv_pkg_timeout_with(Duration::from_millis(60), &retry),
+    )
+    .await
+    .expect("received on a later attempt");
     assert_eq!(pkg, &b"late"[..]);
     late.await.expect("writer");
 }
@@ -244,13 +343,33 @@ async fn raw_send_recv_and_recv_line_mix_with_packages_on_one_buffer() {
     wire.extend(frame(2, b"pkg"));
     wire.extend(b"tail");
     raw.write_all(&wire).await.expect("write");
-    assert_eq!(within(LIMIT, conn.recv(5)).await.expect("recv"), &b"MAGIC"[..]);
-    assert_eq!(within(LIMIT, conn.recv_line()).await.expect("line"), &b"first line"[..]);
-    assert_eq!(within(LIMIT, conn.recv_line()).await.expect("line"), &b"second"[..]);
-    assert_eq!(within(LIMIT, conn.recv_line()).await.expect("line"), &b""[..]);
-    assert_eq!(within(LIMIT, conn.recv_pkg()).await.expect("pkg"), &b"pkg"[..]);
+    assert_eq!(
+        within(LIMIT, conn.recv(5)).await.expect("recv"),
+        &b"MAGIC"[..]
+    );
+    assert_eq!(
+        within(LIMIT, conn.recv_line()).await.expect("line"),
+        &b"first line"[..]
+    );
+    assert_eq!(
+        within(LIMIT, conn.recv_line()).await.expect("line"),
+        &b"second"[..]
+    );
+    assert_eq!(
+        within(LIMIT, conn.recv_line()).await.expect("line"),
+        &b""[..]
+    );
+    assert_eq!(
+        within(LIMIT, conn.recv_pkg()).await.expect("pkg"),
+        &b"pkg"[..]
+    );
     assert_eq!(conn.recv(0).await.expect("recv 0"), Bytes::new());
-    assert_eq!(within(LIMIT, conn.recv_timeout(4, LIMIT)).await.expect("tail"), &b"tail"[..]);
+    assert_eq!(
+        within(LIMIT, conn.recv_timeout(4, LIMIT))
+            .await
+            .expect("tail"),
+        &b"tail"[..]
+    );
 
     conn.send(b"raw bytes").await.expect("send");
     conn.send_timeout(b"!", LIMIT).await.expect("send");
@@ -259,10 +378,14 @@ async fn raw_send_recv_and_recv_line_mix_with_packages_on_one_buffer() {
     assert_eq!(&got, b"raw bytes!");
 
     raw.write_all(b"PONG").await.expect("write");
-    let reply = within(LIMIT, conn.send_recv(b"PING", 4)).await.expect("send_recv");
+    let reply = within(LIMIT, conn.send_recv(b"PING", 4))
+        .await
+        .expect("send_recv");
     assert_eq!(reply, &b"PONG"[..]);
     raw.write_all(b"PONG").await.expect("write");
-    let reply = within(LIMIT, conn.send_recv_timeout(b"PING", 4, LIMIT)).await.expect("send_recv");
+    let reply = within(LIMIT, conn.send_recv_timeout(b"PING", 4, LIMIT))
+        .await
+        .expect("send_recv");
     assert_eq!(reply, &b"PONG"[..]);
     let mut pings = [0u8; 8];
     raw.read_exact(&mut pings).await.expect("read");
@@ -272,7 +395,11 @@ async fn raw_send_recv_and_recv_line_mix_with_packages_on_one_buffer() {
 #[tokio::test]
 async fn a_line_longer_than_max_line_len_is_an_error_with_bounded_buffering() {
     let (listener, addr) = raw_listener().await;
-    let mut conn = Conn::builder().max_line_len(1024).connect(&addr).await.expect("connect");
+    let mut conn = Conn::builder()
+        .max_line_len(1024)
+        .connect(&addr)
+        .await
+        .expect("connect");
     let (mut raw, _) = listener.accept().await.expect("accept");
     let flood = tokio::spawn(async move {
         // 1 MiB without a newline; the reader stops long before.
@@ -285,10 +412,17 @@ async fn a_line_longer_than_max_line_len_is_an_error_with_bounded_buffering() {
         raw
     });
     let err = within(LIMIT, conn.recv_line()).await.unwrap_err();
-    assert!(matches!(err, PkgError::LineTooLong { max: 1024 }), "{err:?}");
+    assert!(
+        matches!(err, PkgError::LineTooLong { max: 1024 }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("max_line_len 1024"), "{err}");
     let (reader, _) = conn.split();
-    assert!(reader.buffered() <= 1024 + 2 + 8 * 1024, "buffered {}", reader.buffered());
+    assert!(
+        reader.buffered() <= 1024 + 2 + 8 * 1024,
+        "buffered {}",
+        reader.buffered()
+    );
     drop(conn);
     within(LIMIT, flood).await.expect("flooder ends");
 }
@@ -330,7 +464,10 @@ async fn concurrent_sends_from_many_tasks_never_interleave_a_package() {
             raw.read_exact(&mut data).await.expect("data");
             let who = data[0] as usize;
             assert!(who < TASKS, "torn stream: sender {who}");
-            assert!(data.iter().all(|b| usize::from(*b) == who), "interleaved package");
+            assert!(
+                data.iter().all(|b| usize::from(*b) == who),
+                "interleaved package"
+            );
             seen[who] += 1;
         }
     })
@@ -378,7 +515,10 @@ async fn split_halves_are_full_duplex() {
     let (mut reader, writer) = conn.into_split();
     let sending = tokio::spawn(async move {
         for _ in 0..64 {
-            writer.send_pkg(vec![2u8; 64 * 1024]).await.expect("client send");
+            writer
+                .send_pkg(vec![2u8; 64 * 1024])
+                .await
+                .expect("client send");
         }
         writer
     });
@@ -418,7 +558,9 @@ async fn close_ends_the_peers_reads_and_refuses_later_sends_from_every_clone() {
     conn.send_pkg(b"bye").await.expect("send");
     conn.close().await.expect("close");
     let mut all = Vec::new();
-    within(LIMIT, raw.read_to_end(&mut all)).await.expect("read to EOF");
+    within(LIMIT, raw.read_to_end(&mut all))
+        .await
+        .expect("read to EOF");
     assert_eq!(all, b"\x00\x03bye");
     let err = writer.send_pkg(b"late").await.unwrap_err();
     assert!(matches!(err, PkgError::LocalClosed), "{err:?}");
@@ -439,7 +581,10 @@ async fn a_send_timed_out_mid_package_never_lets_another_package_follow_the_torn
     let mut sent = 0usize;
     let mut timed_out = false;
     for _ in 0..400 {
-        match conn.send_pkg_timeout(vec![9u8; BIG], Duration::from_millis(50)).await {
+        match conn
+            .send_pkg_timeout(vec![9u8; BIG], Duration::from_millis(50))
+            .await
+        {
             Ok(()) => sent += 1,
             Err(e) => {
                 assert!(e.is_timeout(), "{e:?}");
@@ -458,7 +603,9 @@ async fn a_send_timed_out_mid_package_never_lets_another_package_follow_the_torn
     });
     let marker = conn.send_pkg_timeout(b"marker", LIMIT).await;
     conn.close().await.ok();
-    let all = within(Duration::from_secs(30), reading).await.expect("reader");
+    let all = within(Duration::from_secs(30), reading)
+        .await
+        .expect("reader");
     let whole = 4 + BIG;
     match marker {
         Ok(()) => {
@@ -486,7 +633,14 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
     drop(raw);
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
     assert!(
-        matches!(err, PkgError::UnexpectedEof { what: "package data", received: 3, expected: 10 }),
+        matches!(
+            err,
+            PkgError::UnexpectedEof {
+                what: "package data",
+                received: 3,
+                expected: 10
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -505,7 +659,14 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
     drop(raw);
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
     assert!(
-        matches!(err, PkgError::UnexpectedEof { what: "package header", received: 2, expected: 4 }),
+        matches!(
+            err,
+            PkgError::UnexpectedEof {
+                what: "package header",
+                received: 2,
+                expected: 4
+            }
+        ),
         "{err:?}"
     );
 
@@ -516,7 +677,17 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
     drop(raw);
     assert_eq!(conn.recv(2).await.expect("two"), &b"ab"[..]);
     let err = within(LIMIT, conn.recv(10)).await.unwrap_err();
-    assert!(matches!(err, PkgError::UnexpectedEof { what: "recv", received: 4, expected: 10 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            PkgError::UnexpectedEof {
+                what: "recv",
+                received: 4,
+                expected: 10
+            }
+        ),
+        "{err:?}"
+    );
     let mut conn = Conn::connect(&addr).await.expect("connect");
     let (mut raw, _) = listener.accept().await.expect("accept");
     raw.write_all(b"no newline").await.expect("write");
@@ -532,7 +703,10 @@ async fn a_peer_closing_between_packages_gives_closed() {
     let (mut raw, _) = listener.accept().await.expect("accept");
     raw.write_all(&frame(2, b"last")).await.expect("write");
     drop(raw);
-    assert_eq!(within(LIMIT, conn.recv_pkg()).await.expect("last"), &b"last"[..]);
+    assert_eq!(
+        within(LIMIT, conn.recv_pkg()).await.expect("last"),
+        &b"last"[..]
+    );
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
     assert!(err.is_closed(), "{err:?}");
     assert_eq!(err.to_string(), "connection closed by the peer (EOF)");
@@ -545,19 +719,39 @@ async fn a_peer_closing_between_packages_gives_closed() {
 async fn a_declared_length_above_max_is_refused_at_once_and_says_the_sizes() {
     let (listener, addr) = raw_listener().await;
     let option = PkgOption::new().header_size(4).max_data_size(1 << 20);
-    let mut conn = Conn::builder().pkg_option(option).connect(&addr).await.expect("connect");
+    let mut conn = Conn::builder()
+        .pkg_option(option)
+        .connect(&addr)
+        .await
+        .expect("connect");
     let (mut raw, _) = listener.accept().await.expect("accept");
     // 2 GiB declared; the peer then stays silent and keeps the socket open.
-    raw.write_all(&0x8000_0000u32.to_be_bytes()).await.expect("write");
+    raw.write_all(&0x8000_0000u32.to_be_bytes())
+        .await
+        .expect("write");
     let started = Instant::now();
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
     assert!(
-        matches!(err, PkgError::DeclaredTooLarge { len: 2_147_483_648, max: 1_048_576, header_size: 4 }),
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            PkgError::DeclaredTooLarge {
+                len: 2_147_483_648,
+                max: 1_048_576,
+                header_size: 4
+            }
+        ),
         "{err:?}"
     );
     let text = err.to_string();
-    assert!(text.contains("2147483648") && text.contains("max_data_size 1048576"), "{text}");
+    assert!(
+        text.contains("2147483648") && text.contains("max_data_size 1048576"),
+        "{text}"
+    );
     let (reader, _) = conn.split();
     assert_eq!(reader.buffered(), 4, "only the header was read");
     drop(raw);

@@ -26,19 +26,35 @@ async fn hostile_headers_allocate_only_what_arrived_never_what_they_declare() {
     //    nothing allocated for it.
     let (listener, addr) = raw_listener().await;
     let option = PkgOption::new().header_size(4).max_data_size(1 << 20);
-    let mut conn = Conn::builder().pkg_option(option).connect(&addr).await.expect("connect");
+    let mut conn = Conn::builder()
+        .pkg_option(option)
+        .connect(&addr)
+        .await
+        .expect("connect");
     let (mut raw, _) = listener.accept().await.expect("accept");
-    raw.write_all(&0x8000_0000u32.to_be_bytes()).await.expect("write");
+    raw.write_all(&0x8000_0000u32.to_be_bytes())
+        .await
+        .expect("write");
     raw.write_all(&[0u8; 100]).await.expect("write");
     let region = Region::new(GLOBAL);
     let err = within(LIMIT, conn.recv_pkg()).await.unwrap_err();
     let bytes = grown(&region);
     assert!(
-        matches!(err, PkgError::DeclaredTooLarge { len: 2_147_483_648, max: 1_048_576, .. }),
+        matches!(
+            err,
+            PkgError::DeclaredTooLarge {
+                len: 2_147_483_648,
+                max: 1_048_576,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("2147483648") && err.to_string().contains("1048576"));
-    assert!(bytes < 16 * 1024, "refusing the header allocated {bytes} bytes");
+    assert!(
+        bytes < 16 * 1024,
+        "refusing the header allocated {bytes} bytes"
+    );
     drop((conn, raw));
 
     // 2. 2 GiB - 1 declared, which a 4-byte header's default max allows,
@@ -51,13 +67,17 @@ async fn hostile_headers_allocate_only_what_arrived_never_what_they_declare() {
     let (mut raw, _) = listener.accept().await.expect("accept");
     let region = Region::new(GLOBAL);
     let writer = tokio::spawn(async move {
-        raw.write_all(&0x7FFF_FFFFu32.to_be_bytes()).await.expect("write");
+        raw.write_all(&0x7FFF_FFFFu32.to_be_bytes())
+            .await
+            .expect("write");
         for _ in 0..50 {
             raw.write_all(&[7u8; 4000]).await.expect("write");
         }
         raw
     });
-    let err = within(LIMIT, conn.recv_pkg_timeout(Duration::from_secs(1))).await.unwrap_err();
+    let err = within(LIMIT, conn.recv_pkg_timeout(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     let (reader, _) = conn.split();
     assert_eq!(reader.buffered(), 4 + 200_000, "everything sent was read");

@@ -107,7 +107,10 @@ async fn a_python_socket_client_speaks_the_package_protocol_with_each_header_siz
         .await
         .expect("run python3");
         assert!(out.status.success(), "header size {h}: {}", text(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("OK {h}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("OK {h}")
+        );
         handle.shutdown(LIMIT).await;
     }
 }
@@ -123,7 +126,9 @@ async fn a_conn_speaks_the_package_protocol_with_a_python_socket_server_for_each
             .expect("start python3");
         let stdout = python.stdout.take().expect("stdout");
         let mut port = String::new();
-        within(LIMIT, BufReader::new(stdout).read_line(&mut port)).await.expect("port");
+        within(LIMIT, BufReader::new(stdout).read_line(&mut port))
+            .await
+            .expect("port");
         let option = PkgOption::new().header_size(h);
         let mut conn = Conn::builder()
             .pkg_option(option)
@@ -131,9 +136,18 @@ async fn a_conn_speaks_the_package_protocol_with_a_python_socket_server_for_each
             .await
             .expect("connect");
         conn.send_pkg(b"getty").await.expect("send");
-        assert_eq!(within(LIMIT, conn.recv_pkg()).await.expect("reply"), &b"ytteg"[..]);
-        assert_eq!(within(LIMIT, conn.recv_pkg()).await.expect("empty"), &b""[..]);
-        assert!(within(LIMIT, conn.recv_pkg()).await.unwrap_err().is_closed());
+        assert_eq!(
+            within(LIMIT, conn.recv_pkg()).await.expect("reply"),
+            &b"ytteg"[..]
+        );
+        assert_eq!(
+            within(LIMIT, conn.recv_pkg()).await.expect("empty"),
+            &b""[..]
+        );
+        assert!(within(LIMIT, conn.recv_pkg())
+            .await
+            .unwrap_err()
+            .is_closed());
         let status = within(LIMIT, python.wait()).await.expect("python exits");
         assert!(status.success(), "header size {h}");
     }
@@ -161,7 +175,10 @@ fn newest_source(dir: &Path) -> SystemTime {
         let time = if path.is_dir() {
             newest_source(&path)
         } else if path.extension().is_some_and(|e| e == "rs") {
-            entry.metadata().and_then(|m| m.modified()).unwrap_or(newest)
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(newest)
         } else {
             continue;
         };
@@ -195,9 +212,19 @@ fn example(name: &str) -> PathBuf {
         BUILT.call_once(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let mut cmd = std::process::Command::new(cargo);
-            cmd.args(["build", "--example", "gtcp_server", "--example", "gtcp_client"])
-                .current_dir(root);
-            if dir.parent().and_then(Path::file_name).is_some_and(|p| p == "release") {
+            cmd.args([
+                "build",
+                "--example",
+                "gtcp_server",
+                "--example",
+                "gtcp_client",
+            ])
+            .current_dir(root);
+            if dir
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|p| p == "release")
+            {
                 cmd.arg("--release");
             }
             let status = cmd.status().expect("run cargo build");
@@ -268,15 +295,26 @@ async fn replay_the_seed_example(header_size: &str) {
     // Give the server a moment to log the client's close, then stop it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let server_log = stop_server(server, rest).await;
-    assert!(client.status.success(), "client did not exit on doexit:\n{client_log}");
     assert!(
-        client_log.contains(&format!("hello response message from [{addr}]: Nice to meet you!")),
+        client.status.success(),
+        "client did not exit on doexit:\n{client_log}"
+    );
+    assert!(
+        client_log.contains(&format!(
+            "hello response message from [{addr}]: Nice to meet you!"
+        )),
         "{client_log}"
     );
-    assert!(client_log.contains(&format!("exit command from [{addr}]")), "{client_log}");
+    assert!(
+        client_log.contains(&format!("exit command from [{addr}]")),
+        "{client_log}"
+    );
     assert!(server_log.contains("hello message from ["), "{server_log}");
     assert!(server_log.contains("My name's John!"), "{server_log}");
-    assert!(server_log.matches("heartbeat from [").count() >= 2, "{server_log}");
+    assert!(
+        server_log.matches("heartbeat from [").count() >= 2,
+        "{server_log}"
+    );
     assert!(server_log.contains("client closed"), "{server_log}");
 }
 
@@ -298,7 +336,9 @@ async fn the_example_server_skips_packages_that_are_not_messages_and_keeps_the_c
     conn.send_pkg(b"not json at all").await.expect("garbage");
     conn.send_pkg(br#"{"no":"act"}"#).await.expect("no Act");
     let hello = json!({"Act": "hello", "Data": "still here"}).to_string();
-    let reply = within(LIMIT, conn.send_recv_pkg(hello)).await.expect("answer to hello");
+    let reply = within(LIMIT, conn.send_recv_pkg(hello))
+        .await
+        .expect("answer to hello");
     let reply: Value = serde_json::from_slice(&reply).expect("JSON reply");
     assert_eq!(reply, json!({"Act": "hello", "Data": "Nice to meet you!"}));
     conn.close().await.expect("close");
@@ -317,7 +357,8 @@ async fn the_example_client_skips_packages_that_are_not_messages_and_exits_on_do
     let handle = server.serve(|mut conn: Conn| async move {
         conn.send_pkg(b"").await?;
         conn.send_pkg(b"\xff\xfe garbage").await?;
-        conn.send_pkg(json!({"Act": "doexit", "Data": ""}).to_string()).await?;
+        conn.send_pkg(json!({"Act": "doexit", "Data": ""}).to_string())
+            .await?;
         // The client closes on doexit (a heartbeat or two may come first).
         for _ in 0..30 {
             match conn.recv_pkg_timeout(Duration::from_secs(20)).await {
@@ -326,7 +367,9 @@ async fn the_example_client_skips_packages_that_are_not_messages_and_exits_on_do
                 Err(e) => return Err(e),
             }
         }
-        Err(PkgError::Io(std::io::Error::other("the client never closed")))
+        Err(PkgError::Io(std::io::Error::other(
+            "the client never closed",
+        )))
     });
     let client = within(
         Duration::from_secs(30),

@@ -78,7 +78,11 @@ async fn binding_a_taken_address_is_a_bind_error_naming_it() {
     let (listener, addr) = raw_listener().await;
     let err = Server::bind(&addr).await.unwrap_err();
     assert!(matches!(err, PkgError::Bind { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("cannot bind {addr}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot bind {addr}: ")),
+        "{err}"
+    );
     assert!(std::error::Error::source(&err).is_some());
     drop(listener);
 }
@@ -89,7 +93,11 @@ async fn connecting_where_nothing_listens_is_a_connect_error_naming_the_address(
     drop(listener);
     let err = Conn::connect(&addr).await.unwrap_err();
     assert!(matches!(err, PkgError::Connect { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("cannot connect to {addr}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to {addr}: ")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -106,9 +114,17 @@ async fn a_panicking_handler_is_contained_and_the_server_keeps_serving() {
     let mut doomed = Conn::connect(&addr).await.expect("connect");
     doomed.send_pkg(b"panic").await.expect("send");
     let err = within(LIMIT, doomed.recv_pkg()).await.unwrap_err();
-    assert!(err.is_closed(), "the panicked handler's connection is closed: {err:?}");
+    assert!(
+        err.is_closed(),
+        "the panicked handler's connection is closed: {err:?}"
+    );
     let mut fine = Conn::connect(&addr).await.expect("connect after the panic");
-    assert_eq!(within(LIMIT, fine.send_recv_pkg(b"ok")).await.expect("echo"), &b"ok"[..]);
+    assert_eq!(
+        within(LIMIT, fine.send_recv_pkg(b"ok"))
+            .await
+            .expect("echo"),
+        &b"ok"[..]
+    );
     eventually(LIMIT, "handlers end", || handle.connections() == 0).await;
     handle.shutdown(LIMIT).await;
 }
@@ -142,15 +158,30 @@ async fn shutdown_stops_accepting_waits_for_handlers_then_aborts_the_rest() {
     let started = Instant::now();
     let report = within(LIMIT, handle.shutdown(Duration::from_millis(300))).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(300), "returned before the deadline: {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "returned before the deadline: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!((report.drained, report.aborted), (1, 1), "{report:?}");
-    assert_eq!(within(LIMIT, polite.recv_pkg()).await.expect("bye"), &b"bye"[..]);
-    assert!(within(LIMIT, polite.recv_pkg()).await.unwrap_err().is_closed());
+    assert_eq!(
+        within(LIMIT, polite.recv_pkg()).await.expect("bye"),
+        &b"bye"[..]
+    );
+    assert!(within(LIMIT, polite.recv_pkg())
+        .await
+        .unwrap_err()
+        .is_closed());
     let err = within(LIMIT, stubborn.recv_pkg()).await.unwrap_err();
-    assert!(err.is_closed(), "aborted handler's connection closed: {err:?}");
+    assert!(
+        err.is_closed(),
+        "aborted handler's connection closed: {err:?}"
+    );
     let refused = Conn::connect(&addr).await;
-    assert!(matches!(refused, Err(PkgError::Connect { .. })), "still accepting");
+    assert!(
+        matches!(refused, Err(PkgError::Connect { .. })),
+        "still accepting"
+    );
 }
 
 #[tokio::test]
@@ -166,15 +197,22 @@ async fn shutdown_with_idle_server_returns_at_once() {
 async fn accepted_connections_use_the_servers_package_option() {
     let (handle, addr) = echo_server(PkgOption::new().header_size(1)).await;
     let mut raw = TcpStream::connect(&addr).await.expect("connect");
-    raw.write_all(&frame(1, b"one byte header")).await.expect("write");
+    raw.write_all(&frame(1, b"one byte header"))
+        .await
+        .expect("write");
     let mut conn_side = Conn::builder()
         .pkg_option(PkgOption::new().header_size(1))
         .connect(&addr)
         .await
         .expect("connect");
-    assert_eq!(conn_side.send_recv_pkg(b"x").await.expect("echo"), &b"x"[..]);
+    assert_eq!(
+        conn_side.send_recv_pkg(b"x").await.expect("echo"),
+        &b"x"[..]
+    );
     let mut got = vec![0u8; 16];
-    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut got).await.expect("read");
+    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut got)
+        .await
+        .expect("read");
     assert_eq!(got, frame(1, b"one byte header"));
     drop((raw, conn_side));
     handle.shutdown(LIMIT).await;
@@ -193,13 +231,21 @@ impl Pki {
         let dir = Scratch::new("tls");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "pkg test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "pkg test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_key = KeyPair::generate().expect("CA key");
         let ca = ca_params.self_signed(&ca_key).expect("CA");
-        let leaf_params = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("leaf");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf");
         std::fs::write(dir.0.join("ca.pem"), ca.pem()).expect("write");
         std::fs::write(dir.0.join("server.pem"), leaf.pem()).expect("write");
         std::fs::write(dir.0.join("server.key"), leaf_key.serialize_pem()).expect("write");
@@ -238,12 +284,19 @@ async fn a_tls_server_from_pem_files_exchanges_packages_with_a_tls_client() {
         .expect("TLS connect");
     for len in [0usize, 5, 200_000] {
         let data = vec![3u8; len];
-        let reply = within(LIMIT, conn.send_recv_pkg(&data)).await.expect("echo");
+        let reply = within(LIMIT, conn.send_recv_pkg(&data))
+            .await
+            .expect("echo");
         assert_eq!(reply.len(), len);
     }
-    let mut again = Conn::connect_tls(&addr, pki.client()).await.expect("connect_tls");
+    let mut again = Conn::connect_tls(&addr, pki.client())
+        .await
+        .expect("connect_tls");
     let opt = PkgOption::new().header_size(4);
-    assert_eq!(again.send_recv_pkg_with(b"z", &opt).await.expect("echo"), &b"z"[..]);
+    assert_eq!(
+        again.send_recv_pkg_with(b"z", &opt).await.expect("echo"),
+        &b"z"[..]
+    );
     drop((conn, again));
     handle.shutdown(LIMIT).await;
 }
@@ -293,17 +346,28 @@ async fn a_unix_socket_server_serves_packages_and_removes_its_file_on_shutdown()
         .pkg_option(PkgOption::new().header_size(3))
         .bind_unix(&path)
         .expect("bind unix");
-    assert_eq!(server.local_addr().to_string(), format!("unix:{}", path.display()));
+    assert_eq!(
+        server.local_addr().to_string(),
+        format!("unix:{}", path.display())
+    );
     let handle = server.serve(echo);
     let mut conn = ConnBuilder::new()
         .pkg_option(PkgOption::new().header_size(3))
         .connect_unix(&path)
         .await
         .expect("connect unix");
-    assert_eq!(within(LIMIT, conn.send_recv_pkg(b"over unix")).await.expect("echo"), &b"over unix"[..]);
+    assert_eq!(
+        within(LIMIT, conn.send_recv_pkg(b"over unix"))
+            .await
+            .expect("echo"),
+        &b"over unix"[..]
+    );
     let mut plain = Conn::connect_unix(&path).await.expect("connect unix");
     let opt = PkgOption::new().header_size(3);
-    assert_eq!(plain.send_recv_pkg_with(b"", &opt).await.expect("echo"), &b""[..]);
+    assert_eq!(
+        plain.send_recv_pkg_with(b"", &opt).await.expect("echo"),
+        &b""[..]
+    );
     drop((conn, plain));
     handle.shutdown(LIMIT).await;
     assert!(!path.exists(), "socket file left behind");
@@ -334,7 +398,11 @@ async fn the_pool_reuses_an_idle_connection_for_sequential_exchanges() {
         let reply = within(LIMIT, conn.send_recv_pkg([i])).await.expect("echo");
         assert_eq!(&reply[..], &[i]);
         let local = conn.local_addr().clone();
-        assert_eq!(first_local.get_or_insert(local.clone()), &local, "a new connection");
+        assert_eq!(
+            first_local.get_or_insert(local.clone()),
+            &local,
+            "a new connection"
+        );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     assert_eq!(pool.idle_count(), 1);
@@ -346,13 +414,18 @@ async fn the_pool_reuses_an_idle_connection_for_sequential_exchanges() {
 #[tokio::test]
 async fn the_pool_drops_connections_idle_past_the_expiry() {
     let (handle, addr, accepted) = counting_echo_server().await;
-    let pool = Pool::builder().idle_timeout(Duration::from_millis(150)).build(addr);
+    let pool = Pool::builder()
+        .idle_timeout(Duration::from_millis(150))
+        .build(addr);
     drop(pool.get().await.expect("get"));
     assert_eq!(pool.idle_count(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.idle_count(), 0, "expired connection kept");
     // The server sees the expired connection closed.
-    eventually(LIMIT, "expired connection closed", || handle.connections() == 0).await;
+    eventually(LIMIT, "expired connection closed", || {
+        handle.connections() == 0
+    })
+    .await;
     let mut conn = pool.get().await.expect("get");
     assert_eq!(conn.send_recv_pkg(b"new").await.expect("echo"), &b"new"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -371,7 +444,10 @@ async fn the_pool_keeps_at_most_max_idle_connections() {
     assert_eq!(accepted.load(Ordering::SeqCst), 4);
     drop(held);
     assert_eq!(pool.idle_count(), 2);
-    eventually(LIMIT, "the two extra connections closed", || handle.connections() == 2).await;
+    eventually(LIMIT, "the two extra connections closed", || {
+        handle.connections() == 2
+    })
+    .await;
     handle.shutdown(LIMIT).await;
 }
 
@@ -396,14 +472,20 @@ async fn the_pool_never_reuses_a_connection_that_failed_timed_out_or_was_closed_
 
     // Timed out: a late reply could reach the next user.
     let mut conn = pool.get().await.expect("get");
-    let err = conn.send_recv_pkg_timeout(b"silence", Duration::from_millis(50)).await.unwrap_err();
+    let err = conn
+        .send_recv_pkg_timeout(b"silence", Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     drop(conn);
     assert_eq!(pool.idle_count(), 0, "timed-out connection pooled");
 
     // Closed by the peer while idle: get notices and connects anew.
     let mut conn = pool.get().await.expect("get");
-    assert_eq!(conn.send_recv_pkg(b"echo").await.expect("echo"), &b"echo"[..]);
+    assert_eq!(
+        conn.send_recv_pkg(b"echo").await.expect("echo"),
+        &b"echo"[..]
+    );
     conn.send_pkg(b"close").await.expect("send");
     let stale_local = conn.local_addr().clone();
     drop(conn);
@@ -411,13 +493,24 @@ async fn the_pool_never_reuses_a_connection_that_failed_timed_out_or_was_closed_
     eventually(LIMIT, "server closed it", || handle.connections() == 0).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut conn = pool.get().await.expect("get");
-    assert_ne!(conn.local_addr(), &stale_local, "handed out a connection its peer closed");
-    assert_eq!(conn.send_recv_pkg(b"echo").await.expect("echo"), &b"echo"[..]);
+    assert_ne!(
+        conn.local_addr(),
+        &stale_local,
+        "handed out a connection its peer closed"
+    );
+    assert_eq!(
+        conn.send_recv_pkg(b"echo").await.expect("echo"),
+        &b"echo"[..]
+    );
 
     // A writer clone left outside: not pooled.
     let leaked = conn.writer();
     drop(conn);
-    assert_eq!(pool.idle_count(), 0, "connection with a live writer clone pooled");
+    assert_eq!(
+        pool.idle_count(),
+        0,
+        "connection with a live writer clone pooled"
+    );
 
     // Detached and discarded ones never come back either.
     let detached: Conn = pool.get().await.expect("get").detach();
@@ -440,14 +533,21 @@ impl EventListener<Bytes> for EchoListener {
 
 #[tokio::test]
 async fn pkg_codec_frames_the_core_servers_sessions() {
-    let server = getty::Server::builder().bind("127.0.0.1:0").await.expect("bind");
+    let server = getty::Server::builder()
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = server.local_addr().to_string();
     let option = PkgOption::new().header_size(3);
     let handle = server.serve(
         move |_: &Session| PkgCodec::with_option(&option).expect("valid option"),
         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(EchoListener))),
     );
-    let mut conn = ConnBuilder::new().pkg_option(option).connect(&addr).await.expect("connect");
+    let mut conn = ConnBuilder::new()
+        .pkg_option(option)
+        .connect(&addr)
+        .await
+        .expect("connect");
     for data in [&b""[..], b"core", &[5u8; 100_000][..]] {
         let reply = within(LIMIT, conn.send_recv_pkg(data)).await.expect("echo");
         assert_eq!(&reply[..], data);

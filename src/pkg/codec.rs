@@ -175,7 +175,9 @@ impl PkgCodec {
 
 /// The big-endian length in a 1 to 4-byte header.
 fn declared(header: &[u8]) -> u64 {
-    header.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    header
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 impl Decoder for PkgCodec {

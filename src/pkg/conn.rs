@@ -7,9 +7,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{
-    stream::Stream, ConnBuilder, PkgError, PkgOption, ReadHalf, WriteHalf,
-};
+use super::{stream::Stream, ConnBuilder, PkgError, PkgOption, ReadHalf, WriteHalf};
 use crate::{tls::ClientTlsConfig, Addr};
 
 /// One connection speaking packages (gtcp's `Conn`): `send_pkg`,

@@ -178,18 +178,16 @@ impl ConnBuilder {
             addr: format!("unix:{}", path.display()),
             source,
         };
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::UnixStream::connect(path),
-        )
-        .await
-        .map_err(|_| {
-            connect_error(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {:?}", self.connect_timeout),
-            ))
-        })?
-        .map_err(connect_error)?;
+        let stream =
+            tokio::time::timeout(self.connect_timeout, tokio::net::UnixStream::connect(path))
+                .await
+                .map_err(|_| {
+                    connect_error(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect timed out after {:?}", self.connect_timeout),
+                    ))
+                })?
+                .map_err(connect_error)?;
         Ok(Conn::from_stream(
             Stream::Unix(stream),
             Addr::Unix(Some(path.to_owned())),

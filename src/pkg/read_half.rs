@@ -8,7 +8,9 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, ReadHalf as IoReadHalf};
 use tokio_util::codec::Decoder;
 
-use super::{codec::RESERVE_STEP, retry::retrying, stream::Stream, PkgCodec, PkgError, PkgOption, WriteHalf};
+use super::{
+    codec::RESERVE_STEP, retry::retrying, stream::Stream, PkgCodec, PkgError, PkgOption, WriteHalf,
+};
 use crate::Addr;
 
 /// What a read asks the socket for when the buffer is full.
@@ -259,7 +261,12 @@ impl ReadHalf {
         option: &PkgOption,
     ) -> Result<Bytes, PkgError> {
         let codec = option.validate()?;
-        let result = retrying!("recv_pkg", option.get_retry(), timeout, self.read_pkg(codec));
+        let result = retrying!(
+            "recv_pkg",
+            option.get_retry(),
+            timeout,
+            self.read_pkg(codec)
+        );
         self.taint_on_error(result)
     }
 

@@ -640,8 +640,7 @@ async fn connection<H, Fut>(
 {
     let stream = match (stream, &settings.tls) {
         (Stream::Tcp(tcp), Some(tls)) => {
-            match tokio::time::timeout(settings.handshake_timeout, tls.acceptor.accept(tcp)).await
-            {
+            match tokio::time::timeout(settings.handshake_timeout, tls.acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => Stream::TlsServer(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "TLS handshake failed; connection closed");

@@ -410,4 +410,3 @@ impl WriteHalf {
         Ok(())
     }
 }
-
