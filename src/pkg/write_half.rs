@@ -216,7 +216,7 @@ impl WriteHalf {
 
     /// [`send_pkg`](Self::send_pkg) within `timeout` (gtcp's
     /// `SendPkgWithTimeout`): waiting for the write lock counts. With a
-    /// [`Retry`] each attempt gets `timeout`.
+    /// [`Retry`](super::Retry) each attempt gets `timeout`.
     ///
     /// # Errors
     /// As `send_pkg`, and [`PkgError::Timeout`]. A timeout after part of the
