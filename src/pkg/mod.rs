@@ -90,6 +90,7 @@
 //! package. `recv_line` has a length limit. An empty package is returned
 //! as empty bytes, not `nil`.
 
+mod accept;
 mod codec;
 mod conn;
 mod connect;
