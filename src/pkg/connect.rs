@@ -11,6 +11,10 @@ use crate::{
 };
 
 /// The default bound on connecting (and the TLS handshake): 10 s.
+///
+/// ```
+/// assert_eq!(getty::pkg::DEFAULT_CONNECT_TIMEOUT, std::time::Duration::from_secs(10));
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings for opening a [`Conn`] (gtcp's `NewConn`, `NewConnTLS`,

@@ -5,6 +5,11 @@ use std::time::Duration;
 use super::{PkgCodec, PkgError};
 
 /// The header size used when none is set: 2 bytes, as in gtcp.
+///
+/// ```
+/// use getty::pkg::{PkgOption, DEFAULT_HEADER_SIZE};
+/// assert_eq!(PkgOption::new().get_header_size(), DEFAULT_HEADER_SIZE);
+/// ```
 pub const DEFAULT_HEADER_SIZE: u8 = 2;
 
 /// The largest `max_data_size` for each header size, as in gtcp: what the

@@ -16,9 +16,17 @@ use tokio::time::Instant;
 use super::{Conn, ConnBuilder, PkgError};
 
 /// gtcp's default idle lifetime of a pooled connection: 10 s.
+///
+/// ```
+/// assert_eq!(getty::pkg::DEFAULT_IDLE_TIMEOUT, std::time::Duration::from_secs(10));
+/// ```
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default number of idle connections a [`Pool`] keeps: 8.
+///
+/// ```
+/// assert_eq!(getty::pkg::DEFAULT_MAX_IDLE, 8);
+/// ```
 pub const DEFAULT_MAX_IDLE: usize = 8;
 
 /// Settings for a [`Pool`].

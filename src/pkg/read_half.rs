@@ -17,6 +17,10 @@ use crate::Addr;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// The default longest line [`ReadHalf::recv_line`] accepts: 64 KiB.
+///
+/// ```
+/// assert_eq!(getty::pkg::DEFAULT_MAX_LINE_LEN, 64 * 1024);
+/// ```
 pub const DEFAULT_MAX_LINE_LEN: usize = 64 * 1024;
 
 /// The receiving half of a [`Conn`](super::Conn): `recv_pkg`, `recv(n)`

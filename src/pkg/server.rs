@@ -205,6 +205,12 @@ impl ServerBuilder {
 /// ```
 pub trait HandlerResult {
     /// The error to log, if any.
+    ///
+    /// ```
+    /// use getty::pkg::{HandlerResult, PkgError};
+    /// assert!(().into_result().is_ok());
+    /// assert!(Err::<(), _>(PkgError::Closed).into_result().is_err());
+    /// ```
     fn into_result(self) -> Result<(), BoxError>;
 }
 
