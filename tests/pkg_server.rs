@@ -408,7 +408,8 @@ async fn the_pool_reuses_an_idle_connection_for_sequential_exchanges() {
     assert_eq!(pool.idle_count(), 1);
     pool.close();
     assert!(matches!(pool.get().await, Err(PkgError::PoolClosed)));
-    handle.shutdown(LIMIT).await;
+    let report = handle.shutdown(LIMIT).await;
+    assert_eq!(report.aborted, 0, "closing the pool left a connection open");
 }
 
 #[tokio::test]
@@ -430,7 +431,9 @@ async fn the_pool_drops_connections_idle_past_the_expiry() {
     assert_eq!(conn.send_recv_pkg(b"new").await.expect("echo"), &b"new"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     drop(conn);
-    handle.shutdown(LIMIT).await;
+    pool.close();
+    let report = handle.shutdown(LIMIT).await;
+    assert_eq!(report.aborted, 0, "the pool kept a connection open");
 }
 
 #[tokio::test]
@@ -448,7 +451,12 @@ async fn the_pool_keeps_at_most_max_idle_connections() {
         handle.connections() == 2
     })
     .await;
-    handle.shutdown(LIMIT).await;
+    drop(pool);
+    let report = handle.shutdown(LIMIT).await;
+    assert_eq!(
+        report.aborted, 0,
+        "dropping the pool left a connection open"
+    );
 }
 
 #[tokio::test]
