@@ -134,7 +134,7 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
         matches!(
             err,
             PkgError::UnexpectedEof {
-                what: "package data",
+                what: "package body",
                 received: 3,
                 expected: 10
             }
@@ -143,7 +143,7 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
     );
     assert_eq!(
         err.to_string(),
-        "connection closed by the peer in the middle of a package data: received 3 of 10 bytes"
+        "connection closed by the peer in the middle of a package body: received 3 of 10 bytes"
     );
 
     // Half a header.
@@ -179,7 +179,7 @@ async fn a_peer_that_sends_a_header_and_vanishes_gives_unexpected_eof() {
         matches!(
             err,
             PkgError::UnexpectedEof {
-                what: "recv",
+                what: "recv(n)",
                 received: 4,
                 expected: 10
             }

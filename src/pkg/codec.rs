@@ -166,7 +166,7 @@ impl PkgCodec {
             };
         }
         PkgError::UnexpectedEof {
-            what: "package data",
+            what: "package body",
             received: buf.len() - h,
             expected: declared(&buf[..h]) as usize,
         }

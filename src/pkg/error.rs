@@ -55,8 +55,8 @@ pub enum PkgError {
     /// The peer closed the connection in the middle of a package (or of a
     /// `recv(n)`): fewer bytes came than the header (or `n`) promised.
     UnexpectedEof {
-        /// What was being read: `"package header"`, `"package data"` or
-        /// `"recv"`.
+        /// What was being read: `"package header"`, `"package body"` or
+        /// `"recv(n)"`.
         what: &'static str,
         /// Bytes received of it.
         received: usize,

@@ -340,7 +340,7 @@ impl ReadHalf {
                     PkgError::Closed
                 } else {
                     PkgError::UnexpectedEof {
-                        what: "recv",
+                        what: "recv(n)",
                         received: self.buf.len(),
                         expected: n,
                     }
