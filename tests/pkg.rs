@@ -513,3 +513,64 @@ async fn a_send_timed_out_mid_package_never_lets_another_package_follow_the_torn
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_times_out_waiting_its_turn_writes_nothing_and_retry_sends_it_later() {
+    let (listener, addr) = raw_listener().await;
+    let conn = Conn::builder()
+        .pkg_option(PkgOption::new().header_size(4))
+        .connect(&addr)
+        .await
+        .expect("connect");
+    let (mut raw, _) = listener.accept().await.expect("accept");
+    let writer = conn.writer();
+    // 32 MiB cannot fit the socket buffers while the peer reads nothing:
+    // this send holds the write lock until the peer starts reading.
+    const BIG: usize = 32 * 1024 * 1024;
+    let big = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.send_pkg(vec![1u8; BIG]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Without retry: a timeout while waiting its turn, nothing written,
+    // and the connection can still send.
+    let err = writer
+        .send_pkg_timeout(b"impatient", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+
+    // With retry: attempts of 50 ms, 20 ms apart, outlast the big send once
+    // the peer starts reading (after 300 ms).
+    let reading = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut header = [0u8; 4];
+        let mut packages = Vec::new();
+        for _ in 0..2 {
+            raw.read_exact(&mut header).await.expect("header");
+            let mut data = vec![0u8; u32::from_be_bytes(header) as usize];
+            raw.read_exact(&mut data).await.expect("data");
+            packages.push(data);
+        }
+        packages
+    });
+    let retry = PkgOption::new()
+        .header_size(4)
+        .retry(Retry::new(200, Duration::from_millis(20)));
+    let started = Instant::now();
+    within(
+        Duration::from_secs(30),
+        writer.send_pkg_timeout_with(b"patient", Duration::from_millis(50), &retry),
+    )
+    .await
+    .expect("sent on a later attempt");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    within(LIMIT, big).await.expect("task").expect("big send");
+    let packages = within(Duration::from_secs(30), reading)
+        .await
+        .expect("reader");
+    assert_eq!(packages[0].len(), BIG);
+    assert!(packages[0].iter().all(|b| *b == 1), "big package intact");
+    assert_eq!(packages[1], b"patient", "the timed-out send wrote nothing");
+}
