@@ -31,9 +31,10 @@ pub const DEFAULT_MAX_LINE_LEN: usize = 64 * 1024;
 /// that has not wholly arrived stay buffered when a timeout (or a
 /// `select!`) drops the call, and the next call goes on from them.
 ///
-/// Nothing a peer sends can make it allocate more than it has received
-/// (plus one read chunk): a declared length is checked against the max data
-/// size before anything is reserved, and a line against `max_line_len`.
+/// What a peer sends can make it allocate only in proportion to what has
+/// arrived (the buffer grows at most 64 KiB ahead of the data): a declared
+/// length is checked against the max data size before anything is
+/// reserved, and a line against `max_line_len`.
 ///
 /// ```no_run
 /// use getty::pkg::{Conn, PkgError};
