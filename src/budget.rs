@@ -16,7 +16,7 @@
 //!   room when they look, which frees their share;
 //! - holding part of a packet itself, waits without asking, and gives way
 //!   when asked, or after its wait time without room.
-
+//!
 //! Written by hand: a `tokio::sync::Semaphore` counts permits the same way
 //! but cannot charge more than it has (a UDP datagram or WebSocket message
 //! arrives whole and must be counted as it is), and its fair queue would
@@ -189,8 +189,16 @@ mod tests {
     fn grants_what_is_free_down_to_the_minimum() {
         let b = InputBudget::new(10_000);
         assert_eq!(b.try_take(8_000, MIN_GRANT), Some(8_000));
-        assert_eq!(b.try_take(8_000, MIN_GRANT), None, "2,000 free is below the minimum");
-        assert_eq!(b.try_take(1_000, MIN_GRANT), Some(1_000), "a small want needs no minimum");
+        assert_eq!(
+            b.try_take(8_000, MIN_GRANT),
+            None,
+            "2,000 free is below the minimum"
+        );
+        assert_eq!(
+            b.try_take(1_000, MIN_GRANT),
+            Some(1_000),
+            "a small want needs no minimum"
+        );
         b.give_back(8_000);
         assert_eq!(b.used(), 1_000);
         assert_eq!(b.try_take(64 * 1024, MIN_GRANT), Some(9_000));
@@ -209,7 +217,7 @@ mod tests {
     #[test]
     fn giving_back_wakes_the_waiting_sessions() {
         use std::sync::{
-            atomic::{AtomicU64, AtomicUsize, Ordering},
+            atomic::{AtomicUsize, Ordering},
             Arc,
         };
         use std::task::Wake;
@@ -226,6 +234,10 @@ mod tests {
         assert!(!b.wait(1, &waker));
         assert!(!b.wait(1, &waker), "a second look registers nothing new");
         b.give_back(MIN_GRANT);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake per waiting session");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "one wake per waiting session"
+        );
     }
 }

@@ -122,7 +122,11 @@ async fn wait_for_sessions(server: &ServerHandle, n: usize) {
 }
 
 /// Heap bytes per session that `start` adds once its sessions are idle.
-async fn cost_per_session(server: &ServerHandle, live: usize, start: impl FnOnce() -> Peer) -> (i64, Peer) {
+async fn cost_per_session(
+    server: &ServerHandle,
+    live: usize,
+    start: impl FnOnce() -> Peer,
+) -> (i64, Peer) {
     // The quiet period after which sessions give their buffers back is
     // 100 ms; wait well past it before each reading.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -134,7 +138,14 @@ async fn cost_per_session(server: &ServerHandle, live: usize, start: impl FnOnce
 }
 
 /// Runs the warm-up and both measurements against `server`.
-async fn compare(server: ServerHandle, transport: &str, addr: &str, big: usize, small: usize, ca: Option<&Path>) {
+async fn compare(
+    server: ServerHandle,
+    transport: &str,
+    addr: &str,
+    big: usize,
+    small: usize,
+    ca: Option<&Path>,
+) {
     let warm = tokio::task::block_in_place(|| Peer::start(transport, addr, 3 * N, big, ca));
     wait_for_sessions(&server, 3 * N).await;
     let live = if transport == "udp" {
@@ -147,9 +158,13 @@ async fn compare(server: ServerHandle, transport: &str, addr: &str, big: usize, 
     };
     let (fresh, _fresh_peer) =
         cost_per_session(&server, live, || Peer::start(transport, addr, N, small, ca)).await;
-    let (busy, _busy_peer) =
-        cost_per_session(&server, live + N, || Peer::start(transport, addr, N, big, ca)).await;
-    println!("{transport}: {fresh} bytes per fresh idle session, {busy} after one {big}-byte packet");
+    let (busy, _busy_peer) = cost_per_session(&server, live + N, || {
+        Peer::start(transport, addr, N, big, ca)
+    })
+    .await;
+    println!(
+        "{transport}: {fresh} bytes per fresh idle session, {busy} after one {big}-byte packet"
+    );
     assert!(
         busy <= fresh + SLACK,
         "{transport}: an idle session that moved one {big}-byte packet holds {busy} bytes, \
@@ -187,7 +202,13 @@ async fn an_idle_tls_session_holds_no_more_after_a_1_mb_packet() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
     let tls = ServerTlsConfig::from_pem_files(&cert_path, &key_path).unwrap();
-    let server = serve(Server::builder().tls(tls).bind("127.0.0.1:0").await.unwrap());
+    let server = serve(
+        Server::builder()
+            .tls(tls)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap(),
+    );
     let addr = server.local_addr().to_string();
     compare(server, "tls", &addr, 1_000_000, 0, Some(&cert_path)).await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -812,7 +812,8 @@ mod transport_review {
     /// A burst from many source addresses cannot make more virtual UDP
     /// sessions than the cap.
     #[tokio::test]
-    async fn a_udp_burst_from_many_peers_stays_within_twice_max_sessions_and_the_newest_is_served() {
+    async fn a_udp_burst_from_many_peers_stays_within_twice_max_sessions_and_the_newest_is_served()
+    {
         let server = Server::builder()
             .max_sessions(3)
             .bind_udp("127.0.0.1:0")

@@ -236,9 +236,15 @@ async fn open_can_send_more_than_the_queue_holds_and_await_flush() {
     let server = greeting_server(5, log.clone()).await;
     let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
     for i in 0..5 {
-        assert_eq!(read_frame(&mut client).await, format!("hello-{i}").as_bytes());
+        assert_eq!(
+            read_frame(&mut client).await,
+            format!("hello-{i}").as_bytes()
+        );
     }
-    eventually(LIMIT, "flush() in Open returned", || log.count("flushed") == 1).await;
+    eventually(LIMIT, "flush() in Open returned", || {
+        log.count("flushed") == 1
+    })
+    .await;
     // The session runs on normally after its greeting.
     write_frame(&mut client, b"after").await;
     assert_eq!(read_frame(&mut client).await, b"after");
@@ -277,7 +283,11 @@ async fn close_during_a_hung_open_ends_the_session_within_its_wait_time() {
         }),
     );
     let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
-    assert_eq!(read_frame(&mut client).await, b"hi", "written while Open hangs");
+    assert_eq!(
+        read_frame(&mut client).await,
+        b"hi",
+        "written while Open hangs"
+    );
     let session = {
         eventually(LIMIT, "one session", || server.session_count() == 1).await;
         server.sessions().sessions().pop().unwrap()
@@ -428,8 +438,11 @@ async fn a_packet_that_outgrows_the_budget_closes_its_session_and_gives_its_shar
     let sending = async {
         // The server stops reading at the budget and closes: the write
         // may fail or stall; either is fine.
-        let _ = tokio::time::timeout(Duration::from_secs(3), big.write_all(&vec![1u8; 900 * 1024]))
-            .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            big.write_all(&vec![1u8; 900 * 1024]),
+        )
+        .await;
     };
     let watching = async {
         let mut most = 0;
@@ -487,25 +500,37 @@ async fn with_the_budget_spent_by_complete_packets_a_new_session_waits_then_is_s
     );
     let mut first = TcpStream::connect(server.local_addr()).await.unwrap();
     write_frame(&mut first, b"block").await;
-    eventually(LIMIT, "the first handler is blocked", || blocked.load(Ordering::SeqCst)).await;
+    eventually(LIMIT, "the first handler is blocked", || {
+        blocked.load(Ordering::SeqCst)
+    })
+    .await;
     let mut six = Vec::new();
     for _ in 0..6 {
         six.extend_from_slice(&frame(&[3u8; 1000]));
     }
     first.write_all(&six).await.unwrap();
-    eventually(LIMIT, "five packets wait behind the blocked handler", || {
-        server.buffered_input() == 5 * 1004
-    })
+    eventually(
+        LIMIT,
+        "five packets wait behind the blocked handler",
+        || server.buffered_input() == 5 * 1004,
+    )
     .await;
 
     let mut second = TcpStream::connect(server.local_addr()).await.unwrap();
     write_frame(&mut second, b"second").await;
     let early = tokio::time::timeout(Duration::from_millis(300), read_frame(&mut second)).await;
-    assert!(early.is_err(), "no room: the second session does not read yet");
+    assert!(
+        early.is_err(),
+        "no room: the second session does not read yet"
+    );
     assert_eq!(server.session_count(), 2, "nobody was closed");
 
     gate.add_permits(1);
-    assert_eq!(read_frame(&mut second).await, b"second", "served once room came back");
+    assert_eq!(
+        read_frame(&mut second).await,
+        b"second",
+        "served once room came back"
+    );
     assert_eq!(read_frame(&mut first).await, b"block");
     for _ in 0..6 {
         assert_eq!(read_frame(&mut first).await, vec![3u8; 1000]);
@@ -523,13 +548,17 @@ async fn without_a_budget_the_stats_still_show_what_a_session_holds() {
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
     s.write_all(&100u32.to_be_bytes()).await.unwrap();
     s.write_all(&[1u8; 50]).await.unwrap();
-    eventually(LIMIT, "the partial packet shows in the session's stats", || {
-        server
-            .sessions()
-            .sessions()
-            .first()
-            .is_some_and(|s| s.stats().buffered_input == 54)
-    })
+    eventually(
+        LIMIT,
+        "the partial packet shows in the session's stats",
+        || {
+            server
+                .sessions()
+                .sessions()
+                .first()
+                .is_some_and(|s| s.stats().buffered_input == 54)
+        },
+    )
     .await;
     assert_eq!(server.buffered_input(), 0, "nothing is charged");
 }

@@ -239,9 +239,11 @@ async fn a_full_session_table_evicts_the_longest_idle_session_so_a_new_peer_is_s
     assert_eq!(recv(&newcomer).await, b"let me in", "served at once");
 
     let evicted = peers[0].local_addr().unwrap();
-    eventually(LIMIT, "the longest idle session was evicted and closed", || {
-        log.count(&format!("close:{evicted}")) == 1
-    })
+    eventually(
+        LIMIT,
+        "the longest idle session was evicted and closed",
+        || log.count(&format!("close:{evicted}")) == 1,
+    )
     .await;
     assert_eq!(
         log.count("error:UDP session table full"),

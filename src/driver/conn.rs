@@ -668,9 +668,10 @@ where
 /// an `io::Error`); otherwise the error as it was.
 fn too_large(e: BoxError) -> Result<PacketTooLarge, BoxError> {
     let e = match e.downcast::<io::Error>() {
-        Ok(io) if io.get_ref().is_some_and(|inner| {
-            inner.is::<PacketTooLarge>() || inner.is::<LengthCodecError>()
-        }) =>
+        Ok(io)
+            if io.get_ref().is_some_and(|inner| {
+                inner.is::<PacketTooLarge>() || inner.is::<LengthCodecError>()
+            }) =>
         {
             match io.into_inner() {
                 Some(inner) => inner,

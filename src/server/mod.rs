@@ -24,8 +24,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     budget::{InputBudget, DEFAULT_INPUT_BUDGET},
-    codec::MakeCodec, tls::ServerTlsConfig, transport::WsOptions, Addr, MakeSessionService,
-    Registry, SessionConfig,
+    codec::MakeCodec,
+    tls::ServerTlsConfig,
+    transport::WsOptions,
+    Addr, MakeSessionService, Registry, SessionConfig,
 };
 use tokio_util::codec::Decoder;
 

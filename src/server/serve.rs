@@ -259,7 +259,12 @@ where
 
     /// Runs a session already made (a UDP peer's, which the endpoint keeps
     /// a handle to).
-    async fn run_made_session(self: Arc<Self>, link: Link, session: Session<W>, _slot: Option<Slot>) {
+    async fn run_made_session(
+        self: Arc<Self>,
+        link: Link,
+        session: Session<W>,
+        _slot: Option<Slot>,
+    ) {
         let kind = session.kind();
         let span = tracing::info_span!(
             parent: None,
@@ -377,7 +382,8 @@ where
                     _slot: slot,
                 },
             );
-            let session = Arc::clone(&self).run_made_session(Link::Udp(Box::new(io)), session, None);
+            let session =
+                Arc::clone(&self).run_made_session(Link::Udp(Box::new(io)), session, None);
             self.shared.tracker.spawn(session);
         }
     }
