@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     io,
     marker::PhantomData,
     net::SocketAddr,
@@ -187,7 +188,10 @@ where
             (Accepted::Tcp(stream), Some(tls)) => {
                 let handshake = tokio::time::timeout(
                     self.builder.handshake_timeout,
-                    tls.acceptor.accept(stream),
+                    // Boxed: the handshake's state is large and lives only
+                    // until it is done; inline, every idle session's task
+                    // would keep room for it.
+                    Box::pin(tls.acceptor.accept(stream)),
                 );
                 let done = tokio::select! {
                     _ = self.shared.stop.cancelled() => return,
@@ -211,7 +215,7 @@ where
             (Some(ws), kind) => {
                 let handshake = tokio::time::timeout(
                     self.builder.handshake_timeout,
-                    ws_accept(io, ws, self.builder.config.max_packet_len),
+                    Box::pin(ws_accept(io, ws, self.builder.config.max_packet_len)),
                 );
                 let done = tokio::select! {
                     _ = self.shared.stop.cancelled() => return,
@@ -244,7 +248,7 @@ where
 
     /// Runs one session over an established link: registers it, asks the
     /// new-session callback for its stack, and drives it to its end.
-    async fn run_session(
+    fn run_session(
         self: Arc<Self>,
         link: Link,
         kind: EndpointKind,
@@ -252,9 +256,11 @@ where
         peer: Addr,
         config: SessionConfig,
         slot: Slot,
-    ) {
+    ) -> impl Future<Output = ()> {
+        // Not an async fn: one that awaited `run_made_session` would hold
+        // its arguments beside that future, in every idle session's task.
         let session = Session::new(kind, local, peer, config);
-        self.run_made_session(link, session, Some(slot)).await;
+        self.run_made_session(link, session, Some(slot))
     }
 
     /// Runs a session already made (a UDP peer's, which the endpoint keeps
