@@ -62,6 +62,7 @@ mod addr;
 mod budget;
 mod client;
 pub mod codec;
+mod connection;
 mod driver;
 mod error;
 mod event;
@@ -76,6 +77,7 @@ mod transport;
 
 pub use addr::Addr;
 pub use client::{Client, ClientBuilder};
+pub use connection::{serve_connection, serve_messages, Connection};
 pub use error::{BoxError, Error, ErrorKind, SendError};
 pub use event::{Event, Request};
 pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};

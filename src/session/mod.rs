@@ -64,6 +64,12 @@ pub enum EndpointKind {
     UdpClient,
     /// A session made by hand with [`Session::new`], attached to no socket.
     Detached,
+    /// A session over a byte stream given to
+    /// [`serve_connection`](crate::serve_connection).
+    Stream,
+    /// A session over a stream and sink of whole messages given to
+    /// [`serve_messages`](crate::serve_messages).
+    Messages,
 }
 
 impl EndpointKind {
@@ -82,6 +88,8 @@ impl EndpointKind {
             EndpointKind::UdpServer => "udp-server",
             EndpointKind::UdpClient => "udp-client",
             EndpointKind::Detached => "detached",
+            EndpointKind::Stream => "stream",
+            EndpointKind::Messages => "messages",
         }
     }
 }

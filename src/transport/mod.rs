@@ -5,6 +5,7 @@
 //! whatever it speaks, and the match per read or write costs nothing
 //! measurable next to the syscall behind it.
 
+mod generic;
 mod udp;
 mod ws;
 
@@ -21,6 +22,7 @@ use tokio::{
     net::{TcpStream, UnixStream},
 };
 
+pub(crate) use self::generic::{MessageIo, StreamIo};
 pub(crate) use self::udp::{peer_session as udp_peer_session, UdpIo};
 pub(crate) use self::ws::{accept as ws_accept, connect as ws_connect};
 pub(crate) use self::ws::{WsIo, WsOptions};
