@@ -175,6 +175,8 @@ async fn each_refused_handshake_gets_the_http_status_rfc_6455_asks_for_and_no_se
     for (what, bytes, expected) in cases {
         let (head, mut s) = send_request(addr, &bytes).await;
         assert_eq!(status(&head), Some(expected), "{what}: {head:?}");
+        // Done, as an HTTP client would be: the server may close at once.
+        s.shutdown().await.expect("shutdown");
         assert_ne!(
             read_to_end(&mut s, LIMIT).await,
             End::Open,
@@ -215,6 +217,7 @@ async fn each_refused_handshake_gets_the_http_status_rfc_6455_asks_for_and_no_se
         "{head:?}"
     );
     eventually(LIMIT, "a session", || server.session_count() == 1).await;
+    drop(_s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -257,6 +260,7 @@ async fn check_origin_applies_whether_it_is_set_before_or_after_websocket() {
         assert_eq!(status(&head), Some(101), "{head:?}");
         eventually(LIMIT, "one session", || server.session_count() == 1).await;
         assert_eq!(log.events(), ["open"]);
+        drop(_s);
         within(LIMIT, server.shutdown(LIMIT)).await;
     }
 }
@@ -282,6 +286,7 @@ async fn accept_text_messages_applies_whether_it_is_set_before_or_after_websocke
             (BINARY, &b"words"[..])
         );
         assert_eq!(log.events(), ["open", "message:words"]);
+        drop(s);
         within(LIMIT, server.shutdown(LIMIT)).await;
     }
 }

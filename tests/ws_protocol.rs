@@ -92,6 +92,7 @@ async fn a_fragmented_message_with_a_ping_between_its_fragments_is_one_packet_an
         (true, BINARY, &b"hello world"[..])
     );
     assert_eq!(log.events(), ["open", "message:hello world"]);
+    drop(s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -106,6 +107,7 @@ async fn a_text_message_split_inside_a_utf8_character_is_accepted_when_text_is()
     let echo = read_data(&mut s, 64).await;
     assert_eq!(echo.payload, word);
     assert_eq!(log.events(), ["open", "message:héllo"]);
+    drop(s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -237,6 +239,7 @@ async fn a_message_of_max_packet_len_is_a_packet_and_one_byte_more_closes_with_1
     send(&mut s, &client_frame(true, CONTINUATION, &[b'b'; 24])).await;
     assert_eq!(read_data(&mut s, MAX).await.payload.len(), MAX);
     assert_eq!(log.count("message:"), 2);
+    drop(s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 
     expect_close_code(
@@ -270,6 +273,7 @@ async fn a_frame_header_claiming_more_than_the_limit_is_refused_before_its_paylo
     send(&mut s, &client_header(true, BINARY, 1 << 30)).await;
     let close = read_close(&mut s).await;
     assert_eq!(close.close_code(), Some(1009), "{close:?}");
+    send(&mut s, &client_close(1009)).await;
     eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
     assert!(
         log.events()[1].starts_with("error:packet_too_large:"),
@@ -304,6 +308,7 @@ async fn pings_every_200_ms_keep_a_700_ms_read_timeout_from_closing_the_session(
     // The contrast: silence is closed by the same read timeout.
     let close = read_close(&mut s).await;
     assert_eq!(close.close_code(), Some(1008), "{close:?}");
+    send(&mut s, &client_close(1008)).await;
     eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
     assert!(
         log.events()[1].starts_with("error:read_timeout:"),

@@ -572,8 +572,10 @@ where
             }
             let read = self.io.poll_read_into(cx, &mut self.rbuf);
             if self.io.take_activity() {
-                // A WebSocket ping or pong: the peer is alive.
+                // A WebSocket ping or pong: the peer is alive, and it counts
+                // as input for the read timeout too.
                 self.session.update_active();
+                self.read_waiting_since = None;
             }
             match read {
                 Poll::Pending => {
@@ -816,7 +818,9 @@ where
     }
 
     fn holds_idle_buffers(&self) -> bool {
-        (self.rbuf.is_empty() && self.rbuf.capacity() > 0)
+        // A message transport has buffers of its own (WebSocket's frames).
+        self.framed
+            || (self.rbuf.is_empty() && self.rbuf.capacity() > 0)
             || (self.wbuf.is_empty() && self.wbuf.capacity() > 0)
             || (self.backlog.is_empty() && self.backlog.capacity() > 0)
             || (self.flush_waiters.is_empty() && self.flush_waiters.capacity() > 0)
@@ -824,10 +828,12 @@ where
 
     /// An idle session keeps no buffers: they come back when data flows.
     fn release_idle_buffers(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+        // Whatever the capacity says: a fully split or advanced buffer
+        // reports 0 while it still owns its allocation.
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+        if self.wbuf.is_empty() {
             self.wbuf = BytesMut::new();
         }
         if self.backlog.is_empty() && self.backlog.capacity() > 0 {
@@ -836,6 +842,7 @@ where
         if self.flush_waiters.is_empty() && self.flush_waiters.capacity() > 0 {
             self.flush_waiters = Vec::new();
         }
+        self.io.release_idle();
     }
 
     /// Closes the sending side (a WebSocket close frame naming how the
