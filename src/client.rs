@@ -52,6 +52,7 @@ pub struct ClientBuilder {
     max_reconnect_attempts: Option<u32>,
     connect_timeout: Duration,
     tls: Option<ClientTlsConfig>,
+    max_buffered_input: Option<usize>,
 }
 
 impl Default for ClientBuilder {
@@ -64,6 +65,7 @@ impl Default for ClientBuilder {
             max_reconnect_attempts: None,
             connect_timeout: Duration::from_secs(5),
             tls: None,
+            max_buffered_input: Some(crate::budget::DEFAULT_INPUT_BUDGET),
         }
     }
 }
@@ -109,6 +111,18 @@ impl ClientBuilder {
     /// default the host of the address).
     pub fn tls(mut self, config: ClientTlsConfig) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// The input budget shared by the client's sessions, as
+    /// [`ServerBuilder::max_buffered_input`](crate::ServerBuilder::max_buffered_input)
+    /// describes it. Default 256 MiB; `None` turns it off.
+    ///
+    /// ```
+    /// let builder = getty::Client::builder().max_buffered_input(Some(16 << 20));
+    /// ```
+    pub fn max_buffered_input(mut self, max: Option<usize>) -> Self {
+        self.max_buffered_input = max;
         self
     }
 
@@ -220,6 +234,9 @@ impl ClientBuilder {
         W: Send + 'static,
     {
         let client = Client {
+            budget: self
+                .max_buffered_input
+                .map(|max| Arc::new(crate::budget::InputBudget::new(max))),
             registry: Registry::default(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -282,6 +299,7 @@ impl ClientBuilder {
 /// # }
 /// ```
 pub struct Client<W = bytes::Bytes> {
+    budget: Option<Arc<crate::budget::InputBudget>>,
     registry: Registry<W>,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -290,6 +308,7 @@ pub struct Client<W = bytes::Bytes> {
 impl<W> Clone for Client<W> {
     fn clone(&self) -> Self {
         Client {
+            budget: self.budget.clone(),
             registry: self.registry.clone(),
             stop: self.stop.clone(),
             tracker: self.tracker.clone(),
@@ -399,7 +418,7 @@ async fn run_slot<MC, M, R, W>(
                     %peer,
                     transport = crate::server::transport_name(kind)
                 );
-                driver::serve_session(io, session, making, &*codec)
+                driver::serve_session(io, session, making, &*codec, client.budget.clone())
                     .instrument(span)
                     .await;
                 settings.reconnect_interval

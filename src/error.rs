@@ -76,6 +76,18 @@ pub enum Error {
         /// Bytes still waiting to be written.
         pending: usize,
     },
+    /// The session held part of a packet and could not read the rest: the
+    /// input budget that all sessions of its server (or client) share
+    /// ([`ServerBuilder::max_buffered_input`](crate::ServerBuilder::max_buffered_input))
+    /// was spent. Closing it gives its share back to the others.
+    InputBudget {
+        /// The remote address.
+        peer: Addr,
+        /// Bytes of the incomplete packet this session held.
+        held: usize,
+        /// The budget's size in bytes.
+        budget: usize,
+    },
     /// The service stack returned an error for an event.
     Handler {
         /// The service's error.
@@ -115,6 +127,7 @@ impl Error {
             Error::UnexpectedEof { .. } => "unexpected_eof",
             Error::ReadTimeout { .. } => "read_timeout",
             Error::WriteTimeout { .. } => "write_timeout",
+            Error::InputBudget { .. } => "input_budget",
             Error::Handler { .. } => "handler",
             Error::HandlerPanic { .. } => "handler_panic",
             Error::Raised { .. } => "raised",
@@ -134,6 +147,10 @@ impl fmt::Display for Error {
             Error::UnexpectedEof { peer, buffered } => write!(
                 f,
                 "{peer} closed the connection in the middle of a packet ({buffered} bytes received)"
+            ),
+            Error::InputBudget { peer, held, budget } => write!(
+                f,
+                "input budget of {budget} bytes spent while {peer} held {held} bytes of an incomplete packet (max_buffered_input)"
             ),
             Error::ReadTimeout { peer, timeout } => {
                 write!(

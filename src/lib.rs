@@ -56,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod budget;
 mod client;
 pub mod codec;
 mod driver;

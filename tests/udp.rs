@@ -182,3 +182,79 @@ async fn a_datagram_the_codec_rejects_is_dropped_with_an_error_and_the_session_c
     assert_eq!(server.session_count(), 1, "the same session carried on");
     server.shutdown(LIMIT).await;
 }
+
+#[tokio::test]
+async fn a_full_session_table_evicts_the_longest_idle_session_so_a_new_peer_is_served_at_once() {
+    let log = Log::default();
+    let server = Server::builder()
+        .max_sessions(3)
+        .bind_udp("127.0.0.1:0")
+        .await
+        .expect("bind udp");
+    let addr = server.local_addr();
+    let server = {
+        let log = log.clone();
+        server.serve(
+            |_: &Session| BytesCodec::new(),
+            new_session_fn(move |_: &Session| {
+                let log = log.clone();
+                Ok::<_, Infallible>(tower::service_fn(move |req: Request<BytesMut>| {
+                    let log = log.clone();
+                    async move {
+                        Ok::<_, Infallible>(match req.event {
+                            Event::Message(p) => Some(p.freeze()),
+                            Event::Error(e) => {
+                                log.push(format!("error:{e}"));
+                                None
+                            }
+                            Event::Close => {
+                                log.push(format!("close:{}", req.session.peer_addr()));
+                                None
+                            }
+                            _ => None,
+                        })
+                    }
+                }))
+            }),
+        )
+    };
+    // Three peers fill the table; the first is the longest idle.
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        peer.connect(addr).await.unwrap();
+        peer.send(format!("peer-{i}").as_bytes()).await.unwrap();
+        assert_eq!(recv(&peer).await, format!("peer-{i}").as_bytes());
+        peers.push(peer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Peer 1 speaks again: now peer 0 is the longest idle.
+    peers[1].send(b"again").await.unwrap();
+    assert_eq!(recv(&peers[1]).await, b"again");
+    assert_eq!(server.session_count(), 3);
+
+    let newcomer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    newcomer.connect(addr).await.unwrap();
+    newcomer.send(b"let me in").await.unwrap();
+    assert_eq!(recv(&newcomer).await, b"let me in", "served at once");
+
+    let evicted = peers[0].local_addr().unwrap();
+    eventually(
+        LIMIT,
+        "the longest idle session was evicted and closed",
+        || log.count(&format!("close:{evicted}")) == 1,
+    )
+    .await;
+    assert_eq!(
+        log.count("error:UDP session table full"),
+        1,
+        "{:?}",
+        log.events()
+    );
+    // The others are untouched.
+    for (i, peer) in peers.iter().enumerate().skip(1) {
+        peer.send(format!("still-{i}").as_bytes()).await.unwrap();
+        assert_eq!(recv(peer).await, format!("still-{i}").as_bytes());
+    }
+    assert!(server.session_count() <= 3);
+}

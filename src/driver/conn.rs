@@ -1,34 +1,44 @@
-//! The running session: one poll loop that reads, dispatches, writes and
-//! keeps time.
+//! The running session: one poll loop that opens, reads, dispatches,
+//! writes and keeps time.
 //!
 //! Each turn of the loop, in order:
 //!
 //! | step      | what                                                        |
 //! |-----------|-------------------------------------------------------------|
-//! | calls     | finished calls, in start order: responses encoded to `wbuf` |
 //! | queue     | `Session::send*` items encoded to `wbuf` (below high water)  |
-//! | dispatch  | next event (error, tick, message): `poll_ready`, then `call` |
+//! | dispatch  | finished calls' responses to `wbuf`; then the next event (`Open` first; then failure, reported error, tick, message): `poll_ready`, then `call` |
 //! | write     | `wbuf` to the socket, only when nothing else moved (batching) or above high water |
-//! | timer     | ticks, read timeout, write timeout, drain deadline          |
+//! | timer     | ticks, read timeout, write timeout, drain deadline, idle release |
+//!
+//! The session's phase:
+//!
+//! | phase        | reads | starts events        | writes | next                                  |
+//! |--------------|-------|----------------------|--------|---------------------------------------|
+//! | `Opening`    | no    | `Open` only          | yes    | `Running` when `Open` answers; `Draining` on close or refusal |
+//! | `Running`    | yes   | all                  | yes    | `Draining` on close, EOF or failure   |
+//! | `Draining`   | no    | held errors, decoded packets | yes | done when nothing is left; `Abandoned` at the deadline |
+//! | `Abandoned`  | no    | no                   | no     | done                                  |
+//!
+//! While `Open` is in flight the session already writes, keeps its write
+//! timeout and honours `close()`: a handler can greet its peer and await
+//! `flush()` during `Open`. Nothing is read before `Open` answers, so the
+//! read timeout, which measures the peer's silence while we wait to read,
+//! starts then; ticks that come due meanwhile are delivered after it.
 //!
 //! Reading happens inside dispatch and only when a call can start, so a busy
 //! service pushes back on the peer. A turn budget makes a busy session yield.
-//!
-//! Closing is a drain: no more reading; decoded packets, calls in flight,
-//! the queue and `wbuf` finish within the wait time; then the caller closes
-//! the socket and sends `Close` through the stack.
 
 use std::{
     collections::VecDeque,
     future::Future,
     io,
-    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::{
     sync::oneshot,
     time::{Instant, Sleep},
@@ -41,10 +51,7 @@ use super::{
     pipeline::Pipeline,
 };
 use crate::{
-    codec::LengthCodecError,
-    error::panic_message,
-    session::queue::Outbound,
-    transport::{Transport, HEADER_SLACK},
+    budget::InputBudget, codec::LengthCodecError, session::queue::Outbound, transport::Transport,
     BoxError, Error, Event, Request, Session,
 };
 
@@ -54,66 +61,105 @@ const BUDGET: usize = 32;
 const PUMP: usize = 64;
 /// Bytes waiting to be written above which the driver stops reading and
 /// encoding until the socket takes them.
-const HIGH_WATER: usize = 64 * 1024;
-/// Quiet time after which a session gives its empty buffers back. Releasing
-/// on every pause instead costs an allocation and a copy per batch.
-const IDLE_RELEASE: Duration = Duration::from_millis(100);
-/// First allocation of the write buffer.
-const WRITE_CHUNK: usize = 8 * 1024;
+pub(super) const HIGH_WATER: usize = 64 * 1024;
 
 pub(super) type CallOf<S, R, W> = Call<<S as Service<Request<R, W>>>::Future>;
 
+/// Where the session is in its life (see the module docs' table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Opening,
+    Running,
+    Draining { deadline: Instant },
+    Abandoned,
+}
+
+/// How the `Open` event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Open {
+    /// Not yet handed to the service (it was not ready).
+    Waiting,
+    InFlight,
+    /// Accepted: the session passes `Close` through the stack at its end.
+    Accepted,
+    /// Refused (or never answered): no `Close` for a session never opened.
+    Refused,
+}
+
 pub(super) struct Conn<T, C, R, W> {
     pub(super) io: T,
-    codec: C,
-    session: Session<W>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    backlog: VecDeque<Outbound<W>>,
-    flush_waiters: Vec<oneshot::Sender<()>>,
+    pub(super) codec: C,
+    pub(super) session: Session<W>,
+    pub(super) phase: Phase,
+    pub(super) open: Open,
+    pub(super) rbuf: BytesMut,
+    pub(super) wbuf: BytesMut,
+    pub(super) backlog: VecDeque<Outbound<W>>,
+    pub(super) flush_waiters: Vec<oneshot::Sender<()>>,
     pending_msg: Option<R>,
-    /// Errors to pass down the stack, in the order raised: at most one
-    /// failure (it closes the session) and any reported errors.
-    pending_errors: VecDeque<Error>,
-    pending_tick: bool,
-    max_in_flight: usize,
-    /// Reading from the socket continues (no EOF, not closing).
-    reading: bool,
-    eof: bool,
-    /// The socket cannot be written: drop output.
-    pub(super) broken: bool,
+    /// The failure that closes the session, until it passes the stack.
+    failure: Option<Error>,
     /// An error was raised; later ones are only logged.
     failed: bool,
-    needs_flush: bool,
+    /// Errors reported with `Session::report_error` (or dropped datagrams),
+    /// in the order raised.
+    reported: VecDeque<Error>,
+    /// The last event started was a reported error: a waiting packet goes
+    /// next, so reports cannot starve input.
+    after_report: bool,
+    pending_tick: bool,
+    max_in_flight: usize,
+    /// The peer ended its input (EOF or a close frame).
+    pub(super) eof: bool,
+    /// The socket cannot be written: drop output.
+    pub(super) broken: bool,
+    pub(super) needs_flush: bool,
     /// A message transport: one packet per read and per write.
-    framed: bool,
+    pub(super) framed: bool,
     /// Refused input is dropped and reported, not fatal (UDP).
     lossy: bool,
     /// In framed mode, the length of each packet waiting in `wbuf`.
-    frames: VecDeque<usize>,
+    pub(super) frames: VecDeque<usize>,
     /// The kind of the failure that ended the session, for the close frame.
-    close_reason: Option<&'static str>,
+    pub(super) close_reason: Option<&'static str>,
     /// `poll_ready` failed or panicked: the service can take no more events.
     pub(super) service_dead: bool,
-    /// The drain deadline passed or the session was forced: stop now.
-    abandon: bool,
-    drain_deadline: Option<Instant>,
-    last_read: Instant,
+    pub(super) last_read: Instant,
     /// The last socket read or write that moved bytes.
-    last_io: Instant,
+    pub(super) last_io: Instant,
+    /// Buffers were used since they were last given back.
+    pub(super) buffers_used: bool,
     next_tick: Option<Instant>,
     /// The cron period `next_tick` was computed with.
     tick_period: Option<Duration>,
     /// Since when the driver has been waiting on the socket for input (the
     /// read timeout runs only then, not while backpressure keeps it from
     /// reading), as getty sets a read deadline just before each read.
-    read_waiting_since: Option<Instant>,
+    pub(super) read_waiting_since: Option<Instant>,
     /// The last dispatch pass ended waiting on the socket.
-    read_blocked: bool,
-    stalled_since: Option<Instant>,
+    pub(super) read_blocked: bool,
+    pub(super) stalled_since: Option<Instant>,
     armed: Option<Instant>,
     /// This turn's reading of the clock (see `now`).
     clock: Option<Instant>,
+    /// The input budget this session charges, and what it charged.
+    pub(super) budget: Option<Arc<InputBudget>>,
+    pub(super) charged: usize,
+    /// The budget's press count when this session last registered as
+    /// holding part of a packet.
+    pub(super) holding: Option<u64>,
+    /// Since when the session waits for room in the budget (for a session
+    /// with nothing buffered: since it last asked the holders to give way).
+    pub(super) budget_wait: Option<Instant>,
+}
+
+impl<T, C, R, W> Drop for Conn<T, C, R, W> {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.charged);
+            budget.forget(self.session.id());
+        }
+    }
 }
 
 impl<T, C, R, W> Conn<T, C, R, W>
@@ -122,7 +168,12 @@ where
     C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
     <C as Decoder>::Error: Into<BoxError>,
 {
-    pub(super) fn new(io: T, codec: C, session: Session<W>, max_in_flight: usize) -> Self {
+    pub(super) fn new(
+        io: T,
+        codec: C,
+        session: Session<W>,
+        budget: Option<Arc<InputBudget>>,
+    ) -> Self {
         let now = Instant::now();
         Conn {
             framed: io.framed(),
@@ -131,25 +182,27 @@ where
             close_reason: None,
             io,
             codec,
-            max_in_flight,
+            max_in_flight: session.max_in_flight(),
             session,
+            phase: Phase::Opening,
+            open: Open::Waiting,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             backlog: VecDeque::new(),
             flush_waiters: Vec::new(),
             pending_msg: None,
-            pending_errors: VecDeque::new(),
+            failure: None,
+            failed: false,
+            reported: VecDeque::new(),
+            after_report: false,
             pending_tick: false,
-            reading: true,
             eof: false,
             broken: false,
-            failed: false,
             needs_flush: false,
             service_dead: false,
-            abandon: false,
-            drain_deadline: None,
             last_read: now,
             last_io: now,
+            buffers_used: false,
             next_tick: None,
             tick_period: None,
             read_waiting_since: None,
@@ -157,6 +210,10 @@ where
             stalled_since: None,
             armed: None,
             clock: None,
+            budget,
+            charged: 0,
+            holding: None,
+            budget_wait: None,
         }
     }
 
@@ -219,27 +276,33 @@ where
     /// The time, read at most once per turn of the loop: on a message
     /// transport a read and a write are one packet each, and a clock read
     /// apiece is measurable.
-    fn now(&mut self) -> Instant {
+    pub(super) fn now(&mut self) -> Instant {
         *self.clock.get_or_insert_with(Instant::now)
     }
 
+    pub(super) fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. } | Phase::Abandoned)
+    }
+
     /// Starts closing: no more reading, finish what is there within the wait time.
-    fn begin_drain(&mut self) {
-        if self.drain_deadline.is_none() {
-            self.session.close();
-            // `close` from another thread marks the session closed before it
-            // closes the queue; close it here too so nothing can be accepted
-            // after the drain looked at the queue.
-            self.session.queue().close();
-            self.drain_deadline = Some(Instant::now() + self.session.wait_time());
-            self.reading = false;
-            self.pending_tick = false;
+    pub(super) fn begin_drain(&mut self) {
+        if self.is_draining() {
+            return;
         }
+        self.session.close();
+        // `close` from another thread marks the session closed before it
+        // closes the queue; close it here too so nothing can be accepted
+        // after the drain looked at the queue.
+        self.session.queue().close();
+        self.phase = Phase::Draining {
+            deadline: Instant::now() + self.session.wait_time(),
+        };
+        self.pending_tick = false;
     }
 
     /// Raises the session's error: it passes the stack as `Event::Error`,
     /// then the session drains and closes. Only the first error is raised.
-    fn fail(&mut self, error: Error) {
+    pub(super) fn fail(&mut self, error: Error) {
         if self.failed {
             tracing::debug!(%error, "further error while closing");
             return;
@@ -255,7 +318,7 @@ where
         // After a failure no more packets are delivered: Error, then Close.
         self.rbuf = BytesMut::new();
         self.pending_msg = None;
-        self.pending_errors.push_back(error);
+        self.failure = Some(error);
         self.begin_drain();
     }
 
@@ -267,12 +330,12 @@ where
                 self.fail(error);
             } else {
                 tracing::debug!(%error, "error reported");
-                self.pending_errors.push_back(error);
+                self.reported.push_back(error);
             }
         }
     }
 
-    fn io_failed(&mut self, source: io::Error) {
+    pub(super) fn io_failed(&mut self, source: io::Error) {
         self.broken = true;
         self.wbuf = BytesMut::new();
         self.rbuf = BytesMut::new();
@@ -282,7 +345,7 @@ where
         });
     }
 
-    fn codec_failed(&mut self, e: impl Into<BoxError>) {
+    pub(super) fn codec_failed(&mut self, e: impl Into<BoxError>) {
         self.rbuf = BytesMut::new();
         let peer = self.session.peer_addr().clone();
         let error = match e.into().downcast::<LengthCodecError>() {
@@ -302,7 +365,7 @@ where
         if self.lossy {
             // A datagram stands alone: drop it, report it, carry on.
             tracing::debug!(%error, "datagram dropped");
-            self.pending_errors.push_back(error);
+            self.reported.push_back(error);
             return;
         }
         self.fail(error);
@@ -310,114 +373,19 @@ where
 
     fn handler_failed(&mut self, kind: Kind, error: Error) {
         match kind {
-            Kind::Error | Kind::Close | Kind::Open => {
+            Kind::Open => {
+                tracing::info!(%error, "session refused on open");
+                self.open = Open::Refused;
+                self.begin_drain();
+            }
+            Kind::Error | Kind::Close => {
                 tracing::warn!(event = kind.name(), %error, "service failed handling the event")
             }
             Kind::Message | Kind::Tick => self.fail(error),
         }
     }
 
-    // ----- the steps of a turn ---------------------------------------------
-
-    /// Writes a call's response. What the handler queued with
-    /// `Session::send` before returning goes first, whatever the high-water
-    /// mark (the queue's capacity bounds it), so a handler's sends and its
-    /// response keep the order it made them in.
-    pub(super) fn respond(&mut self, packets: impl IntoIterator<Item = W>) {
-        self.fill_from_queue(usize::MAX);
-        self.encode_all(packets);
-    }
-
-    /// Encodes a response's packets into the write buffer.
-    fn encode_all(&mut self, packets: impl IntoIterator<Item = W>) {
-        for pkg in packets {
-            if !self.encode(pkg) {
-                break;
-            }
-        }
-    }
-
-    fn encode(&mut self, pkg: W) -> bool {
-        if self.broken {
-            return false;
-        }
-        let before = self.wbuf.len();
-        match encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
-            Ok(()) => {
-                self.mark_frame(before);
-                true
-            }
-            Err(e) => {
-                self.codec_failed(e);
-                false
-            }
-        }
-    }
-
-    /// In framed mode, notes that the bytes from `before` on are one message.
-    fn mark_frame(&mut self, before: usize) {
-        if self.framed && self.wbuf.len() > before {
-            self.frames.push_back(self.wbuf.len() - before);
-        }
-    }
-
-    /// Moves `Session::send*` items into the write buffer.
-    fn fill_from_queue(&mut self, limit: usize) -> bool {
-        let queue = self.session.queue();
-        if self.backlog.is_empty() && !queue.has_items() {
-            return false;
-        }
-        if self.broken {
-            self.backlog.clear();
-            self.flush_waiters.clear();
-            queue.discard();
-            return false;
-        }
-        let mut taken = 0;
-        let mut failure = None;
-        while self.wbuf.len() < limit {
-            let item = match self.backlog.pop_front() {
-                Some(item) => item,
-                None => {
-                    queue.swap(&mut self.backlog);
-                    match self.backlog.pop_front() {
-                        Some(item) => item,
-                        None => break,
-                    }
-                }
-            };
-            taken += 1;
-            let before = self.wbuf.len();
-            match item {
-                Outbound::Packet(pkg) => {
-                    if let Err(e) =
-                        encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg)
-                    {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-                Outbound::Bytes(b) => self.wbuf.extend_from_slice(&b),
-                Outbound::Vectored(bufs) => {
-                    for b in bufs {
-                        self.wbuf.extend_from_slice(&b);
-                    }
-                }
-                Outbound::Flush(tx) => {
-                    self.flush_waiters.push(tx);
-                    self.needs_flush = true;
-                }
-            }
-            if self.framed && self.wbuf.len() > before {
-                self.frames.push_back(self.wbuf.len() - before);
-            }
-        }
-        queue.release(taken);
-        if let Some(e) = failure {
-            self.codec_failed(e);
-        }
-        taken > 0
-    }
+    // ----- dispatch ----------------------------------------------------------
 
     /// Collects finished calls and starts new ones while there is room in
     /// flight and something to handle. Finishing and starting alternate
@@ -440,7 +408,12 @@ where
             while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
                 progress = true;
                 match result {
-                    Ok(response) => self.respond(response),
+                    Ok(response) => {
+                        if kind == Kind::Open {
+                            self.opened();
+                        }
+                        self.respond(response);
+                    }
                     Err(e) => self.handler_failed(kind, e),
                 }
             }
@@ -453,17 +426,14 @@ where
             if calls.len() >= self.max_in_flight {
                 break;
             }
-            if self.pending_errors.is_empty() && !self.pending_tick && self.pending_msg.is_none() {
-                self.pending_msg = self.next_message(cx);
-            }
-            let event = if !self.pending_errors.is_empty() {
-                Kind::Error
-            } else if self.pending_tick {
-                Kind::Tick
-            } else if self.pending_msg.is_some() {
-                Kind::Message
-            } else {
-                break;
+            let event = match self.open {
+                Open::Waiting => Kind::Open,
+                // Nothing else starts before `Open` answers.
+                Open::InFlight | Open::Refused => break,
+                Open::Accepted => match self.next_kind(cx) {
+                    Some(kind) => kind,
+                    None => break,
+                },
             };
             match call::poll_ready(svc, cx) {
                 Poll::Pending => break,
@@ -474,236 +444,98 @@ where
                     return true;
                 }
             }
-            let event = match event {
-                Kind::Error => self.pending_errors.pop_front().map(Event::Error),
-                Kind::Tick => {
-                    self.pending_tick = false;
-                    if self.pending_msg.is_some() || !self.rbuf.is_empty() {
-                        // Input is waiting because our own stack holds it
-                        // back (a rate limit, a full pool): the peer is not
-                        // idle, so a heartbeat must not take it for idle.
-                        self.session.update_active();
-                    }
-                    Some(Event::Tick)
-                }
-                _ => self.pending_msg.take().map(Event::Message),
+            let Some(event) = self.take_event(event) else {
+                break;
             };
-            let Some(event) = event else { break };
             match call::start(svc, Request::new(self.session.clone(), event)) {
                 Ok(c) => calls.as_mut().push(c),
                 Err((kind, e)) => self.handler_failed(kind, e),
             }
             progress = true;
         }
+        self.settle_budget();
         progress
     }
 
-    /// The next decoded packet, reading from the socket as needed.
-    fn next_message(&mut self, cx: &mut Context<'_>) -> Option<R> {
-        loop {
-            if !self.rbuf.is_empty() {
-                match contain(|| self.codec.decode(&mut self.rbuf)) {
-                    Ok(Some(_)) if self.framed && !self.rbuf.is_empty() => {
-                        let left = self.rbuf.len();
-                        self.codec_failed(format!(
-                            "a message carried more than one packet ({left} bytes left over)"
-                        ));
-                        return None;
-                    }
-                    Ok(Some(m)) => return Some(self.received(m)),
-                    Ok(None) if self.framed => {
-                        let len = self.rbuf.len();
-                        self.codec_failed(format!(
-                            "a message of {len} bytes is not a whole packet"
-                        ));
-                        return None;
-                    }
-                    Ok(None) => {
-                        let max = self.session.max_packet_len();
-                        if self.rbuf.len() > max.saturating_add(HEADER_SLACK) {
-                            let len = self.rbuf.len();
-                            self.rbuf = BytesMut::new();
-                            self.fail(Error::PacketTooLarge {
-                                peer: self.session.peer_addr().clone(),
-                                len,
-                                max,
-                            });
-                            return None;
-                        }
-                    }
-                    Err(e) => {
-                        self.codec_failed(e);
-                        return None;
-                    }
-                }
-            }
-            if self.eof {
-                if self.rbuf.is_empty() {
-                    self.begin_drain();
-                    return None;
-                }
-                // The codec may complete a last packet at end of stream.
-                return match contain(|| self.codec.decode_eof(&mut self.rbuf)) {
-                    Ok(Some(m)) => Some(self.received(m)),
-                    _ => {
-                        let buffered = self.rbuf.len();
-                        self.rbuf = BytesMut::new();
-                        self.fail(Error::UnexpectedEof {
-                            peer: self.session.peer_addr().clone(),
-                            buffered,
-                        });
-                        None
-                    }
-                };
-            }
-            if !self.reading {
-                if !self.rbuf.is_empty() {
-                    tracing::debug!(
-                        bytes = self.rbuf.len(),
-                        "closing: dropping an incomplete packet"
-                    );
-                    self.rbuf = BytesMut::new();
-                }
-                return None;
-            }
-            if self.wbuf.len() >= HIGH_WATER {
-                // The peer is not reading what we write: stop reading until it does.
-                return None;
-            }
-            let read = self.io.poll_read_into(cx, &mut self.rbuf);
-            if self.io.take_activity() {
-                // A WebSocket ping or pong: the peer is alive, and it counts
-                // as input for the read timeout too.
-                self.session.update_active();
-                self.read_waiting_since = None;
-            }
-            match read {
-                Poll::Pending => {
-                    self.read_blocked = true;
-                    if self.read_waiting_since.is_none() && self.session.read_timeout().is_some() {
-                        self.read_waiting_since = Some(self.now());
-                    }
-                    return None;
-                }
-                Poll::Ready(Ok(None)) => self.eof = true,
-                Poll::Ready(Ok(Some(n))) => {
-                    crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
-                    self.last_read = self.now();
-                    self.last_io = self.last_read;
-                    self.read_waiting_since = None;
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData && self.framed => {
-                    // Bad input in a message transport (a refused text
-                    // message, one above the size limit): the connection
-                    // itself is sound, so it closes properly.
-                    match e.into_inner() {
-                        Some(inner) => self.codec_failed(inner),
-                        None => self.codec_failed("invalid message"),
-                    }
-                    return None;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.io_failed(e);
-                    return None;
-                }
-            }
+    /// `Open` answered: the session runs (unless it is already closing).
+    fn opened(&mut self) {
+        self.open = Open::Accepted;
+        if self.phase == Phase::Opening {
+            self.phase = Phase::Running;
+        }
+        tracing::debug!("session open");
+    }
+
+    /// Which event goes next, reading a packet if none is waiting: the
+    /// failure first, then reported errors and packets taking turns, then
+    /// a due tick.
+    fn next_kind(&mut self, cx: &mut Context<'_>) -> Option<Kind> {
+        if self.failure.is_some() {
+            return Some(Kind::Error);
+        }
+        if !self.reported.is_empty() && !self.after_report {
+            return Some(Kind::Error);
+        }
+        if self.pending_msg.is_none() && !self.pending_tick {
+            self.pending_msg = self.next_message(cx);
+        }
+        if self.failure.is_some() {
+            return Some(Kind::Error);
+        }
+        if self.pending_tick {
+            Some(Kind::Tick)
+        } else if self.pending_msg.is_some() {
+            Some(Kind::Message)
+        } else if !self.reported.is_empty() {
+            Some(Kind::Error)
+        } else {
+            None
         }
     }
 
-    fn received(&mut self, m: R) -> R {
-        crate::session::Counters::add(&self.session.counters().packets_in, 1);
-        // The packet's bytes arrived at the last read: stamp that time, which
-        // saves a clock read per packet.
-        self.session.mark_active(self.last_read.into_std());
-        m
+    fn take_event(&mut self, kind: Kind) -> Option<Event<R>> {
+        self.after_report = false;
+        match kind {
+            Kind::Open => {
+                self.open = Open::InFlight;
+                Some(Event::Open)
+            }
+            Kind::Error => match self.failure.take() {
+                Some(failure) => Some(Event::Error(failure)),
+                None => {
+                    self.after_report = true;
+                    self.reported.pop_front().map(Event::Error)
+                }
+            },
+            Kind::Tick => {
+                self.pending_tick = false;
+                if self.pending_msg.is_some() || !self.rbuf.is_empty() {
+                    // Input is waiting because our own stack holds it
+                    // back (a rate limit, a full pool): the peer is not
+                    // idle, so a heartbeat must not take it for idle.
+                    self.session.update_active();
+                }
+                Some(Event::Tick)
+            }
+            Kind::Message => self.pending_msg.take().map(Event::Message),
+            Kind::Close => None,
+        }
     }
 
-    /// Writes the buffer, then flushes. True when anything moved.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.broken {
-            return false;
-        }
-        let (mut bytes, mut writes) = (0u64, 0u64);
-        let mut blocked = false;
-        while !self.wbuf.is_empty() {
-            let written = if self.framed {
-                // A message transport takes one packet per write, whole,
-                // and owns it: no copy on the way out.
-                let len = self.frames.front().copied().unwrap_or(self.wbuf.len());
-                self.io
-                    .poll_send_frame(cx, &mut self.wbuf, len)
-                    .map_ok(|()| len)
-            } else {
-                let written = self.io.poll_write_from(cx, &self.wbuf);
-                if let Poll::Ready(Ok(n)) = written {
-                    self.wbuf.advance(n);
-                }
-                written
-            };
-            match written {
-                Poll::Ready(Ok(0)) if !self.framed => {
-                    self.io_failed(io::ErrorKind::WriteZero.into());
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    if self.framed {
-                        self.frames.pop_front();
-                    }
-                    bytes += n as u64;
-                    writes += 1;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.io_failed(e);
-                    return true;
-                }
-                Poll::Pending => {
-                    blocked = true;
-                    break;
-                }
-            }
-        }
-        // Counted and stamped once per call, not per message.
-        let mut progress = writes > 0;
-        if progress {
-            let counters = self.session.counters();
-            crate::session::Counters::add(&counters.bytes_out, bytes);
-            crate::session::Counters::add(&counters.writes, writes);
-            self.stalled_since = None;
-            self.needs_flush = true;
-            self.last_io = self.now();
-            self.session.mark_written(self.last_io.into_std());
-        }
-        if blocked {
-            self.stalled_since.get_or_insert_with(Instant::now);
-            return progress;
-        }
-        if self.needs_flush {
-            match self.io.poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.needs_flush = false;
-                    for tx in self.flush_waiters.drain(..) {
-                        let _ = tx.send(());
-                    }
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.io_failed(e);
-                    progress = true;
-                }
-                Poll::Pending => {}
-            }
-        }
-        progress
-    }
+    // ----- time --------------------------------------------------------------
 
     /// Fires what is due and arms the timer for the next deadline.
     fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> bool {
         let now = Instant::now();
         let mut fired = false;
-        if let Some(deadline) = self.drain_deadline {
+        let drain_deadline = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        };
+        if let Some(deadline) = drain_deadline {
             if now >= deadline {
                 tracing::debug!("wait time over: abandoning what is left to write");
-                self.abandon = true;
+                self.phase = Phase::Abandoned;
                 return true;
             }
         } else {
@@ -726,7 +558,10 @@ where
                 }
             }
         }
-        let read_timeout = self.session.read_timeout().filter(|_| self.reading);
+        let read_timeout = self
+            .session
+            .read_timeout()
+            .filter(|_| self.phase == Phase::Running);
         if let (Some(timeout), Some(since)) = (read_timeout, self.read_waiting_since) {
             if now >= since + timeout {
                 self.fail(Error::ReadTimeout {
@@ -736,10 +571,7 @@ where
                 fired = true;
             }
         }
-        let write_timeout = self
-            .session
-            .write_timeout()
-            .filter(|_| !self.wbuf.is_empty() && !self.broken);
+        let write_timeout = self.session.write_timeout().filter(|_| self.owes_output());
         if let (Some(timeout), Some(since)) = (write_timeout, self.stalled_since) {
             if now >= since + timeout {
                 let pending = self.wbuf.len();
@@ -755,23 +587,23 @@ where
         }
 
         // The earliest deadline still ahead.
-        let mut next = self.drain_deadline;
+        let mut next = drain_deadline;
         let mut consider = |d: Option<Instant>| {
             if let Some(d) = d {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         };
-        if self.drain_deadline.is_none() {
+        if drain_deadline.is_none() {
             consider(self.next_tick);
         }
-        if self.reading {
+        if self.phase == Phase::Running {
             consider(
                 read_timeout
                     .zip(self.read_waiting_since)
                     .map(|(t, since)| since + t),
             );
         }
-        if !self.wbuf.is_empty() && !self.broken {
+        if self.owes_output() {
             consider(
                 self.session
                     .write_timeout()
@@ -779,8 +611,10 @@ where
                     .map(|(t, s)| s + t),
             );
         }
-        if self.holds_idle_buffers() {
-            let release_at = self.last_io + IDLE_RELEASE;
+        if self.phase == Phase::Running {
+            consider(self.budget_deadline());
+        }
+        if let Some(release_at) = self.idle_release_at() {
             if now >= release_at {
                 self.release_idle_buffers();
             } else {
@@ -805,90 +639,29 @@ where
         fired
     }
 
+    /// Output is waiting for the socket: bytes in `wbuf`, or a flush the
+    /// transport could not finish (a WebSocket's own buffer).
+    fn owes_output(&self) -> bool {
+        !self.broken && (!self.wbuf.is_empty() || self.needs_flush)
+    }
+
     fn is_done(&self, in_flight: usize) -> bool {
-        self.abandon
-            || (self.drain_deadline.is_some()
-                && in_flight == 0
-                && self.pending_errors.is_empty()
-                && self.pending_msg.is_none()
-                && self.rbuf.is_empty()
-                && self.backlog.is_empty()
-                && (self.broken || (self.wbuf.is_empty() && !self.needs_flush))
-                && self.session.queue().is_empty())
-    }
-
-    fn holds_idle_buffers(&self) -> bool {
-        // A message transport has buffers of its own (WebSocket's frames).
-        self.framed
-            || (self.rbuf.is_empty() && self.rbuf.capacity() > 0)
-            || (self.wbuf.is_empty() && self.wbuf.capacity() > 0)
-            || (self.backlog.is_empty() && self.backlog.capacity() > 0)
-            || (self.flush_waiters.is_empty() && self.flush_waiters.capacity() > 0)
-    }
-
-    /// An idle session keeps no buffers: they come back when data flows.
-    fn release_idle_buffers(&mut self) {
-        // Whatever the capacity says: a fully split or advanced buffer
-        // reports 0 while it still owns its allocation.
-        if self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
+        match self.phase {
+            Phase::Abandoned => true,
+            Phase::Opening | Phase::Running => false,
+            Phase::Draining { .. } => {
+                // A session never opened has no events left to pass.
+                let events_left = self.open == Open::Accepted
+                    && (self.failure.is_some()
+                        || !self.reported.is_empty()
+                        || self.pending_msg.is_some()
+                        || !self.rbuf.is_empty());
+                in_flight == 0
+                    && !events_left
+                    && self.backlog.is_empty()
+                    && (self.broken || (self.wbuf.is_empty() && !self.needs_flush))
+                    && self.session.queue().is_empty()
+            }
         }
-        if self.wbuf.is_empty() {
-            self.wbuf = BytesMut::new();
-        }
-        if self.backlog.is_empty() && self.backlog.capacity() > 0 {
-            self.backlog = VecDeque::new();
-        }
-        if self.flush_waiters.is_empty() && self.flush_waiters.capacity() > 0 {
-            self.flush_waiters = Vec::new();
-        }
-        self.io.release_idle();
     }
-
-    /// Closes the sending side (a WebSocket close frame naming how the
-    /// session ended), bounded by the wait time.
-    pub(super) async fn shutdown(&mut self) {
-        if self.broken {
-            return;
-        }
-        let wait = self.session.wait_time();
-        let reason = self.close_reason;
-        let io = &mut self.io;
-        let _ =
-            tokio::time::timeout(wait, std::future::poll_fn(|cx| io.poll_close(cx, reason))).await;
-    }
-}
-
-/// Runs a codec call with a panic turned into an error: a codec (a user's
-/// package handler, say) slicing past the end of hostile input must close
-/// its session cleanly, not kill the session's task.
-fn contain<T, E: Into<BoxError>>(f: impl FnOnce() -> Result<T, E>) -> Result<T, BoxError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(Into::into),
-        Err(payload) => Err(format!("codec panicked: {}", panic_message(&*payload)).into()),
-    }
-}
-
-/// Encodes one packet into the write buffer, counting it.
-fn encode_packet<C: Encoder<W>, W>(
-    codec: &mut C,
-    wbuf: &mut BytesMut,
-    session: &Session<W>,
-    pkg: W,
-) -> Result<(), BoxError>
-where
-    C::Error: Into<BoxError>,
-{
-    if wbuf.capacity() == 0 {
-        wbuf.reserve(WRITE_CHUNK);
-    }
-    let before = wbuf.len();
-    if let Err(e) = contain(|| codec.encode(pkg, wbuf)) {
-        // Whatever the encoder wrote before failing must not go out: on a
-        // message transport it would shift every later message.
-        wbuf.truncate(before);
-        return Err(e);
-    }
-    crate::session::Counters::add(&session.counters().packets_out, 1);
-    Ok(())
 }

@@ -2,13 +2,17 @@
 //! and the service stack, and turns reads, ticks and closing into events.
 
 mod call;
+mod close;
 mod conn;
 mod pipeline;
+mod read;
+mod write;
 
 use std::{
     future::{poll_fn, Future},
     panic::{catch_unwind, AssertUnwindSafe},
     pin::pin,
+    sync::Arc,
     time::Duration,
 };
 
@@ -17,14 +21,24 @@ use futures_util::FutureExt;
 use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
-use self::{conn::Conn, pipeline::Pipeline};
+use self::{
+    conn::{Conn, Open},
+    pipeline::Pipeline,
+};
+use crate::budget::InputBudget;
 use crate::transport::Transport;
 use crate::{codec::MakeCodec, error::panic_message, BoxError, Event, Request, Session};
 
-/// Runs a session to its end: `Open`, the running loop, the drain, the
-/// socket's close, `Close`, then the close callbacks.
-pub(crate) async fn run<T, C, S, R, W>(io: T, codec: C, mut svc: S, session: Session<W>)
-where
+/// Runs a session to its end: `Open` (writes, timers and `close()` already
+/// work while it is handled), the running loop, the drain, the socket's
+/// close, `Close` (for a session that was opened), then the close callbacks.
+pub(crate) async fn run<T, C, S, R, W>(
+    io: T,
+    codec: C,
+    mut svc: S,
+    session: Session<W>,
+    budget: Option<Arc<InputBudget>>,
+) where
     T: Transport,
     C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
     <C as Decoder>::Error: Into<BoxError>,
@@ -32,45 +46,31 @@ where
     S::Response: IntoIterator<Item = W>,
     S::Error: Into<BoxError>,
 {
-    let open = call::call_one(&mut svc, Request::new(session.clone(), Event::Open));
-    let opened = tokio::select! {
-        opened = open => opened,
-        () = session.forced() => {
-            tracing::warn!("forced closed while its open event was still being handled");
-            drop(io);
-            session.finish();
-            return;
-        }
-    };
-    let greeting = match opened {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(%error, "session refused on open");
-            drop(io);
-            session.finish();
-            return;
-        }
-    };
-    tracing::debug!("session open");
-
-    let max_in_flight = session.max_in_flight();
-    let mut calls = pin!(Pipeline::new(max_in_flight));
+    let mut calls = pin!(Pipeline::new(session.max_in_flight()));
     // Armed by the loop only when a deadline exists.
     let mut timer = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
-    let mut conn = Conn::new(io, codec, session.clone(), max_in_flight);
-    conn.respond(greeting);
+    let mut conn = Conn::new(io, codec, session.clone(), budget);
     poll_fn(|cx| conn.poll_run(cx, &mut svc, calls.as_mut(), timer.as_mut())).await;
 
     // Calls still in flight here overran the wait time (or the session was
     // forced): they are cancelled.
     calls.as_mut().clear();
-    if !session.is_forced() {
-        conn.shutdown().await;
+    if conn.open != Open::Accepted && session.is_forced() {
+        tracing::warn!("forced closed while its open event was still being handled");
     }
-    let service_alive = !conn.service_dead;
-    drop(conn);
+    let mut linger = false;
+    if !session.is_forced() {
+        tokio::select! {
+            open = conn.shutdown() => linger = open,
+            () = session.forced() => {}
+        }
+    }
+    let opened = conn.open == Open::Accepted && !conn.service_dead;
+    // The socket stays with the session's task until the lingering close
+    // is over, but the session's end does not wait for it.
+    let conn = linger.then_some(conn);
 
-    if service_alive {
+    if opened {
         let close = call::call_one(&mut svc, Request::new(session.clone(), Event::Close));
         tokio::select! {
             closed = close => if let Err(error) = closed {
@@ -83,6 +83,12 @@ where
     }
     tracing::debug!(stats = %session.stats(), "session closed");
     session.finish();
+    if let Some(conn) = conn {
+        tokio::select! {
+            () = conn.linger() => {}
+            () = session.forced() => {}
+        }
+    }
 }
 
 /// Starts a session whose service the new-session callback is making:
@@ -95,6 +101,7 @@ pub(crate) async fn serve_session<T, MC, F, S, E, R, W>(
     session: Session<W>,
     making: Result<F, BoxError>,
     codec: &MC,
+    budget: Option<Arc<InputBudget>>,
 ) where
     T: Transport,
     MC: MakeCodec<W>,
@@ -131,7 +138,7 @@ pub(crate) async fn serve_session<T, MC, F, S, E, R, W>(
             return;
         }
     };
-    if let Err(payload) = AssertUnwindSafe(run(io, codec, svc, session.clone()))
+    if let Err(payload) = AssertUnwindSafe(run(io, codec, svc, session.clone(), budget))
         .catch_unwind()
         .await
     {

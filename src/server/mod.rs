@@ -22,8 +22,11 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    codec::MakeCodec, tls::ServerTlsConfig, transport::WsOptions, Addr, MakeSessionService,
-    Registry, SessionConfig,
+    budget::{InputBudget, DEFAULT_INPUT_BUDGET},
+    codec::MakeCodec,
+    tls::ServerTlsConfig,
+    transport::WsOptions,
+    Addr, MakeSessionService, Registry, SessionConfig,
 };
 use tokio_util::codec::Decoder;
 
@@ -50,6 +53,7 @@ pub struct ServerBuilder {
     /// WebSocket options, each kept on its own so they may be set in any
     /// order; `ws.path` says whether the server speaks WebSocket at all.
     ws: WsOptions,
+    max_buffered_input: Option<usize>,
 }
 
 impl Default for ServerBuilder {
@@ -60,6 +64,7 @@ impl Default for ServerBuilder {
             tls: None,
             handshake_timeout: Duration::from_secs(10),
             ws: WsOptions::default(),
+            max_buffered_input: Some(DEFAULT_INPUT_BUDGET),
         }
     }
 }
@@ -162,6 +167,31 @@ impl ServerBuilder {
         check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.ws.origin = Some(Arc::new(check));
+        self
+    }
+
+    /// The input budget: at most this many bytes, over all the server's
+    /// sessions together, held for input not yet handed to the stack
+    /// (incomplete packets, packets not yet decoded). `None` turns it off.
+    /// Default 256 MiB.
+    ///
+    /// When it is spent, sessions stop reading before they allocate more
+    /// (their peers are held back by TCP flow control). A session with
+    /// nothing buffered that finds no room asks the sessions holding part of
+    /// a packet to give way: those still without room are closed with
+    /// [`Error::InputBudget`](crate::Error::InputBudget), giving their share
+    /// back, so that peers sending large packets and stalling cannot lock
+    /// the others out. A session holding part of a packet waits for room at
+    /// most its wait time, then is closed the same way. [`SessionStats::buffered_input`](crate::SessionStats::buffered_input)
+    /// tells what one session holds, [`ServerHandle::buffered_input`] what
+    /// all hold. A UDP datagram or WebSocket message is counted whole, so
+    /// the budget can be passed by at most one message per session.
+    ///
+    /// ```
+    /// let builder = getty::Server::builder().max_buffered_input(Some(64 << 20));
+    /// ```
+    pub fn max_buffered_input(mut self, max: Option<usize>) -> Self {
+        self.max_buffered_input = max;
         self
     }
 
@@ -362,6 +392,7 @@ impl Server {
         W: Send + 'static,
     {
         let shared = Arc::new(Shared {
+            budget: builder_budget(&self.builder),
             registry: Registry::default(),
             slots: Arc::default(),
             stop: CancellationToken::new(),
@@ -373,6 +404,7 @@ impl Server {
             listener, builder, ..
         } = self;
         let serving = Arc::new(Serving {
+            budget: shared.budget.clone(),
             builder,
             codec,
             make: tokio::sync::Mutex::new(make),
@@ -385,7 +417,14 @@ impl Server {
     }
 }
 
+fn builder_budget(builder: &ServerBuilder) -> Option<Arc<InputBudget>> {
+    builder
+        .max_buffered_input
+        .map(|max| Arc::new(InputBudget::new(max)))
+}
+
 struct Shared<W> {
+    budget: Option<Arc<InputBudget>>,
     registry: Registry<W>,
     /// Sessions admitted and not yet ended, handshakes included.
     slots: Arc<std::sync::atomic::AtomicUsize>,
@@ -449,6 +488,14 @@ impl<W> ServerHandle<W> {
     /// The live sessions: count, get by id, iterate, broadcast.
     pub fn sessions(&self) -> &Registry<W> {
         &self.shared.registry
+    }
+
+    /// Bytes all the server's sessions hold for input not yet handed to
+    /// the stack: what they charge against
+    /// [`max_buffered_input`](ServerBuilder::max_buffered_input) (0 when
+    /// the budget is off).
+    pub fn buffered_input(&self) -> usize {
+        self.shared.budget.as_ref().map_or(0, |b| b.used())
     }
 
     /// How many sessions are live.

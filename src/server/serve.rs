@@ -22,7 +22,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     transport::{udp_peer_session, ws_accept, Io, Link, WsHandshakeError, WsSettings},
-    Addr, BoxError, EndpointKind, MakeSessionService, Session, SessionConfig,
+    Addr, BoxError, EndpointKind, MakeSessionService, Session, SessionConfig, WeakSession,
 };
 
 /// Whether an accept error concerns one connection only (retry at once)
@@ -48,6 +48,37 @@ pub(crate) fn transport_name(kind: EndpointKind) -> &'static str {
     }
 }
 
+/// What a UDP endpoint keeps of each peer's virtual session.
+struct Peer<W> {
+    datagrams: mpsc::Sender<Bytes>,
+    session: WeakSession<W>,
+    /// The peer's place in the table, given back when the entry goes.
+    _slot: Slot,
+}
+
+/// Closes the live session idle the longest, with an error saying why, and
+/// forgets it, freeing its slot. False when there is none or the table is
+/// not full (room was freed by sessions that ended).
+fn evict_longest_idle<W>(peers: &mut HashMap<SocketAddr, Peer<W>>, cap: usize) -> bool {
+    if peers.len() < cap {
+        return true;
+    }
+    let oldest = peers
+        .iter()
+        .filter_map(|(addr, p)| p.session.upgrade().map(|s| (*addr, s)))
+        .min_by_key(|(_, s)| s.active());
+    let Some((addr, session)) = oldest else {
+        return false;
+    };
+    tracing::info!(peer = %addr, "UDP session table full: evicting the longest idle session");
+    session.close_with_error(format!(
+        "UDP session table full: evicted as the longest idle of {} sessions for a new peer",
+        peers.len()
+    ));
+    peers.remove(&addr);
+    true
+}
+
 /// The cap on a UDP endpoint's virtual sessions when the builder sets none.
 pub(super) const DEFAULT_UDP_SESSIONS: usize = 4096;
 
@@ -65,6 +96,7 @@ impl Drop for Slot {
 /// What every task of one server shares.
 pub(super) struct Serving<MC, M, R, W> {
     pub(super) builder: ServerBuilder,
+    pub(super) budget: Option<Arc<crate::budget::InputBudget>>,
     pub(super) codec: MC,
     /// Sessions start in their own tasks (a handshake must not hold up
     /// accepting), and they take turns with the new-session callback.
@@ -239,9 +271,21 @@ where
         local: Addr,
         peer: Addr,
         config: SessionConfig,
-        _slot: Slot,
+        slot: Slot,
     ) {
         let session = Session::new(kind, local, peer, config);
+        self.run_made_session(link, session, Some(slot)).await;
+    }
+
+    /// Runs a session already made (a UDP peer's, which the endpoint keeps
+    /// a handle to).
+    async fn run_made_session(
+        self: Arc<Self>,
+        link: Link,
+        session: Session<W>,
+        _slot: Option<Slot>,
+    ) {
+        let kind = session.kind();
         let span = tracing::info_span!(
             parent: None,
             "session",
@@ -263,7 +307,7 @@ where
             };
             ready.and_then(|make| driver::call_make(make, &session))
         };
-        driver::serve_session(link, session, making, &self.codec)
+        driver::serve_session(link, session, making, &self.codec, self.budget.clone())
             .instrument(span)
             .await;
     }
@@ -279,9 +323,10 @@ where
         if config.read_timeout.is_none() {
             config.read_timeout = Some(Duration::from_secs(60));
         }
-        let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+        let mut peers: HashMap<SocketAddr, Peer<W>> = HashMap::new();
         let mut buf = vec![0u8; 65_536];
         let mut received: u64 = 0;
+        let cap = self.builder.max_sessions.unwrap_or(DEFAULT_UDP_SESSIONS);
         loop {
             let (n, from) = tokio::select! {
                 _ = self.shared.stop.cancelled() => break,
@@ -301,38 +346,64 @@ where
             received += 1;
             if received % 1024 == 0 {
                 // Forget peers whose sessions ended.
-                peers.retain(|_, tx| !tx.is_closed());
+                peers.retain(|_, p| !p.datagrams.is_closed());
             }
             let mut datagram = Bytes::copy_from_slice(&buf[..n]);
-            if let Some(tx) = peers.get(&from) {
-                match tx.try_send(datagram) {
+            if let Some(p) = peers.get(&from) {
+                match p.datagrams.try_send(datagram) {
                     Ok(()) => continue,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::debug!(peer = %from, "peer's session is behind; datagram dropped");
                         continue;
                     }
                     // Its session ended: this datagram starts a new one.
-                    Err(mpsc::error::TrySendError::Closed(d)) => datagram = d,
+                    Err(mpsc::error::TrySendError::Closed(d)) => {
+                        peers.remove(&from);
+                        datagram = d;
+                    }
                 }
             }
             // Every new source address makes a session: without a cap a
             // flood of spoofed sources would make them without end.
-            let cap = self.builder.max_sessions.unwrap_or(DEFAULT_UDP_SESSIONS);
-            let Some(slot) = self.admit(Some(cap)) else {
-                tracing::warn!(peer = %from, "session limit reached; datagram dropped");
-                continue;
+            // The table holds each peer's slot: an evicted peer's is free at
+            // once, while its session drains.
+            let slot = match self.admit(Some(cap)) {
+                Some(slot) => slot,
+                None => {
+                    // A full table must not lock new peers out until the
+                    // idle ones time out: the longest idle makes way.
+                    peers.retain(|_, p| !p.datagrams.is_closed());
+                    if !evict_longest_idle(&mut peers, cap) {
+                        tracing::warn!(peer = %from, "session limit reached; datagram dropped");
+                        continue;
+                    }
+                    match self.admit(Some(cap)) {
+                        Some(slot) => slot,
+                        None => {
+                            tracing::warn!(peer = %from, "session limit reached; datagram dropped");
+                            continue;
+                        }
+                    }
+                }
             };
             let (io, tx) = udp_peer_session(Arc::clone(&socket), from, config.max_packet_len);
             let _ = tx.try_send(datagram);
-            peers.insert(from, tx);
-            let session = Arc::clone(&self).run_session(
-                Link::Udp(Box::new(io)),
+            let session = Session::new(
                 EndpointKind::UdpServer,
                 local.clone(),
                 Addr::from(from),
                 config.clone(),
-                slot,
             );
+            peers.insert(
+                from,
+                Peer {
+                    datagrams: tx,
+                    session: session.downgrade(),
+                    _slot: slot,
+                },
+            );
+            let session =
+                Arc::clone(&self).run_made_session(Link::Udp(Box::new(io)), session, None);
             self.shared.tracker.spawn(session);
         }
     }

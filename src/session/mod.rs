@@ -94,6 +94,10 @@ impl fmt::Display for EndpointKind {
 /// `u64::MAX` nanoseconds stands for "no duration".
 const NONE: u64 = u64::MAX;
 
+/// Errors reported with [`Session::report_error`] that may wait for the
+/// driver at once; more are dropped (logged) until it catches up.
+const MAX_REPORTED: usize = 64;
+
 fn to_nanos(d: Option<Duration>) -> u64 {
     d.map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1))
 }
@@ -626,7 +630,23 @@ impl<W> Session<W> {
     }
 
     fn raise_error(&self, source: BoxError, fatal: bool) {
-        lock(&self.inner.raised).push((Error::Raised { source }, fatal));
+        {
+            let mut raised = lock(&self.inner.raised);
+            // Bounded: a task reporting in a loop must not grow this without
+            // end nor bury the session's input under errors. The first fatal
+            // reason is the one that counts; later ones are only logged, as
+            // the driver does.
+            let full = if fatal {
+                raised.iter().any(|(_, fatal)| *fatal)
+            } else {
+                raised.len() >= MAX_REPORTED
+            };
+            if full {
+                tracing::debug!(error = %source, "reported error dropped: too many waiting to be handled");
+                return;
+            }
+            raised.push((Error::Raised { source }, fatal));
+        }
         self.inner.has_raised.store(true, Ordering::Release);
         self.inner.queue.wake_driver();
     }

@@ -139,6 +139,15 @@ impl<W> Queue<W> {
         drop(items);
     }
 
+    /// Gives back the queue's allocation when it holds nothing (an idle
+    /// session keeps no buffers).
+    pub(crate) fn release_idle(&self) {
+        let mut state = self.lock();
+        if state.items.is_empty() && state.items.capacity() > 0 {
+            state.items = VecDeque::new();
+        }
+    }
+
     pub(crate) fn register(&self, cx: &Context<'_>) {
         self.driver.register(cx.waker());
     }

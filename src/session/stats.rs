@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     pub(crate) packets_in: AtomicU64,
     pub(crate) packets_out: AtomicU64,
     pub(crate) writes: AtomicU64,
+    pub(crate) buffered_input: AtomicU64,
 }
 
 impl Counters {
@@ -24,6 +25,7 @@ impl Counters {
             packets_in: self.packets_in.load(Relaxed),
             packets_out: self.packets_out.load(Relaxed),
             writes: self.writes.load(Relaxed),
+            buffered_input: self.buffered_input.load(Relaxed),
         }
     }
 }
@@ -54,6 +56,12 @@ pub struct SessionStats {
     /// Socket write calls. The driver batches, so under load this is far
     /// below `packets_out`. Not part of the getty-style `Display`.
     pub writes: u64,
+    /// Bytes of input the session holds in its buffers now, not yet handed
+    /// to the stack (an incomplete packet, packets not yet decoded): what it
+    /// charges against the input budget
+    /// ([`ServerBuilder::max_buffered_input`](crate::ServerBuilder::max_buffered_input)).
+    /// A gauge, not a counter; an idle session holds 0.
+    pub buffered_input: u64,
 }
 
 impl fmt::Display for SessionStats {

@@ -15,7 +15,7 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpStream, UnixStream},
@@ -39,11 +39,14 @@ pub(crate) trait Transport: Unpin {
     fn framed(&self) -> bool;
 
     /// Reads into `buf`; `Ok(None)` at the end of input. A stream appends
-    /// what is available, a framed transport one whole message.
+    /// what is available, a framed transport one whole message. At most
+    /// `limit` bytes are taken from the socket (the input budget's grant);
+    /// a transport that receives whole datagrams may exceed it by one.
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        limit: usize,
     ) -> Poll<io::Result<Option<usize>>>;
 
     /// Writes from `buf`, some of it (byte streams only; the driver sends
@@ -68,6 +71,15 @@ pub(crate) trait Transport: Unpin {
         cx: &mut Context<'_>,
         error: Option<&'static str>,
     ) -> Poll<io::Result<()>>;
+
+    /// After `poll_close`: reads and throws away what the peer sent, so the
+    /// socket is closed with nothing unread. `Ready(true)` when it threw
+    /// something away (more may come), `Ready(false)` once the peer closed
+    /// its side or the connection failed. The caller bounds it in time.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let _ = cx;
+        Poll::Ready(false)
+    }
 
     /// The cron period elapsed: a keep-alive (a WebSocket ping) may go out
     /// with the next flush.
@@ -117,11 +129,19 @@ impl Transport for Link {
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        limit: usize,
     ) -> Poll<io::Result<Option<usize>>> {
         match self {
-            Link::Stream(io) => io.poll_read_into(cx, buf),
-            Link::Ws(ws) => ws.poll_read_into(cx, buf),
+            Link::Stream(io) => io.poll_read_into(cx, buf, limit),
+            Link::Ws(ws) => ws.poll_read_into(cx, buf, limit),
             Link::Udp(udp) => udp.poll_read_into(cx, buf),
+        }
+    }
+
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self {
+            Link::Stream(io) => io.poll_discard(cx),
+            Link::Ws(_) | Link::Udp(_) => Poll::Ready(false),
         }
     }
 
@@ -194,6 +214,7 @@ impl Transport for Link {
     }
 
     fn release_idle(&mut self) {
+        // A byte stream and a UDP session hold no buffers of their own.
         if let Link::Ws(ws) = self {
             ws.release_idle();
         }
@@ -210,24 +231,30 @@ const READ_CHUNK: usize = 64 * 1024;
 const MIN_READ: usize = 8 * 1024;
 
 impl Io {
-    /// Reads what is available. With no read buffer allocated (an idle
-    /// session) it reads into a stack buffer first and allocates only when
-    /// data arrived, so waiting costs no heap memory.
+    /// Reads what is available, at most `limit` bytes. With no read buffer
+    /// allocated (an idle session) it reads into a stack buffer first and
+    /// allocates only when data arrived, so waiting costs no heap memory.
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        limit: usize,
     ) -> Poll<io::Result<Option<usize>>> {
-        let n = if buf.capacity() == 0 {
+        let read = if buf.capacity() == 0 {
             let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
-            let mut rb = ReadBuf::uninit(&mut scratch);
-            ready!(Pin::new(&mut *self).poll_read(cx, &mut rb))?;
-            let filled = rb.filled();
-            if !filled.is_empty() {
-                buf.reserve(READ_CHUNK.max(filled.len()));
-                buf.extend_from_slice(filled);
+            let room = SCRATCH.min(limit);
+            let mut rb = ReadBuf::uninit(&mut scratch[..room]);
+            match ready!(Pin::new(&mut *self).poll_read(cx, &mut rb)) {
+                Ok(()) => {
+                    let filled = rb.filled();
+                    if !filled.is_empty() {
+                        buf.reserve(READ_CHUNK.max(filled.len()));
+                        buf.extend_from_slice(filled);
+                    }
+                    Ok(filled.len())
+                }
+                Err(e) => Err(e),
             }
-            filled.len()
         } else {
             if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
                 // On an empty buffer whose packets were all dropped, this
@@ -235,9 +262,47 @@ impl Io {
                 // into its tail.
                 buf.reserve(READ_CHUNK);
             }
-            ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *self), cx, buf))?
+            let mut limited = (&mut *buf).limit(limit);
+            ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *self),
+                cx,
+                &mut limited
+            ))
         };
-        Poll::Ready(Ok((n > 0).then_some(n)))
+        match read {
+            Ok(n) => Poll::Ready(Ok((n > 0).then_some(n))),
+            // A TLS peer that closes its TCP socket without a close_notify:
+            // rustls calls that an unexpected EOF. Its packets before it were
+            // whole and are owed replies, so it ends the input like a FIN on
+            // plain TCP (a packet cut short is still reported as such).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.is_tls() => {
+                tracing::debug!("TLS peer closed without close_notify");
+                Poll::Ready(Ok(None))
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self, Io::TlsServer(_) | Io::TlsClient(_))
+    }
+
+    /// Reads and throws away what is available (lingering close).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut threw = false;
+        // Bounded per call: a peer that floods must not hold the worker.
+        for _ in 0..64 {
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            match Pin::new(&mut *self).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => threw = true,
+                // EOF, or a failure: nothing more will come.
+                Poll::Ready(_) => return Poll::Ready(false),
+                Poll::Pending if threw => return Poll::Ready(true),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(true)
     }
 }
 

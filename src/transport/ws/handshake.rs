@@ -151,8 +151,7 @@ pub(super) async fn accept(io: &mut Io, options: &WsOptions) -> Result<BytesMut,
             );
             io.write_all(response.as_bytes()).await?;
             io.flush().await?;
-            buf.advance(len);
-            Ok(buf)
+            Ok(after_head(buf, len))
         }
         Err(refusal) => {
             answer(io, refusal).await;
@@ -341,8 +340,18 @@ pub(super) async fn connect(io: &mut Io, url: &str) -> Result<BytesMut, Handshak
     let len = parsed
         .unwrap_or_else(|| Err("a response head above 8 KiB".to_owned()))
         .map_err(HandshakeError::BadResponse)?;
+    Ok(after_head(buf, len))
+}
+
+/// What came after a head of `len` bytes: usually nothing, and then no
+/// buffer at all, so the session's first read waits without one.
+fn after_head(mut buf: BytesMut, len: usize) -> BytesMut {
     buf.advance(len);
-    Ok(buf)
+    if buf.is_empty() {
+        BytesMut::new()
+    } else {
+        buf
+    }
 }
 
 fn check_response(response: &httparse::Response<'_, '_>, expected: &str) -> Result<(), String> {

@@ -166,11 +166,14 @@ impl WsIo {
 
     /// The next whole message into `buf` (handed over without a copy when
     /// `buf` is empty, as the driver's is); `Ok(None)` once the peer's Close
-    /// came.
+    /// came. At most `limit` bytes are read from the socket (the input
+    /// budget's grant): once they are, `Ok(Some(0))` hands control back
+    /// with no message, so the driver can count what is held and grant more.
     pub(super) fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        mut limit: usize,
     ) -> Poll<io::Result<Option<usize>>> {
         if self.closing != Closing::Open {
             return Poll::Ready(Ok(None));
@@ -193,16 +196,23 @@ impl WsIo {
                 }
                 Step::Closed => return Poll::Ready(Ok(None)),
                 Step::Ping => {}
+                Step::More if limit == 0 => return Poll::Ready(Ok(Some(0))),
                 Step::More => {
-                    let read = ready!(super::Io::poll_read_into(&mut self.io, cx, &mut self.rbuf))?;
-                    if read.is_none() {
+                    let read = ready!(super::Io::poll_read_into(
+                        &mut self.io,
+                        cx,
+                        &mut self.rbuf,
+                        limit
+                    ))?;
+                    let Some(n) = read else {
                         // Without a Close frame the connection was lost, not
                         // closed.
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::ConnectionReset,
                             "the peer ended the connection without a WebSocket Close frame",
                         )));
-                    }
+                    };
+                    limit = limit.saturating_sub(n);
                 }
             }
         }
@@ -600,7 +610,8 @@ impl WsIo {
                     }
                 }
             }
-            if ready!(super::Io::poll_read_into(&mut self.io, cx, &mut self.rbuf))?.is_none() {
+            let read = super::Io::poll_read_into(&mut self.io, cx, &mut self.rbuf, usize::MAX);
+            if ready!(read)?.is_none() {
                 return Poll::Ready(Ok(()));
             }
         }

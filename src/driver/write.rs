@@ -1,0 +1,224 @@
+//! The write side: responses and queued sends encoded into the write
+//! buffer, written in batches, flushed when nothing more is ready.
+
+use std::{
+    io,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, BytesMut};
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{conn::Conn, read::contain};
+use crate::{session::queue::Outbound, transport::Transport, BoxError, Session};
+
+/// First allocation of the write buffer.
+const WRITE_CHUNK: usize = 8 * 1024;
+
+impl<T, C, R, W> Conn<T, C, R, W>
+where
+    T: Transport,
+    C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
+    <C as Decoder>::Error: Into<BoxError>,
+{
+    /// Writes a call's response. What the handler queued with
+    /// `Session::send` before returning goes first, whatever the high-water
+    /// mark (the queue's capacity bounds it), so a handler's sends and its
+    /// response keep the order it made them in.
+    pub(super) fn respond(&mut self, packets: impl IntoIterator<Item = W>) {
+        self.fill_from_queue(usize::MAX);
+        for pkg in packets {
+            if !self.encode(pkg) {
+                break;
+            }
+        }
+    }
+
+    fn encode(&mut self, pkg: W) -> bool {
+        if self.broken {
+            return false;
+        }
+        let before = self.wbuf.len();
+        match encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
+            Ok(()) => {
+                self.mark_frame(before);
+                true
+            }
+            Err(e) => {
+                self.codec_failed(e);
+                false
+            }
+        }
+    }
+
+    /// In framed mode, notes that the bytes from `before` on are one message.
+    fn mark_frame(&mut self, before: usize) {
+        self.buffers_used = true;
+        if self.framed && self.wbuf.len() > before {
+            self.frames.push_back(self.wbuf.len() - before);
+        }
+    }
+
+    /// Moves `Session::send*` items into the write buffer.
+    pub(super) fn fill_from_queue(&mut self, limit: usize) -> bool {
+        if self.backlog.is_empty() && !self.session.queue().has_items() {
+            return false;
+        }
+        if self.broken {
+            self.backlog.clear();
+            self.flush_waiters.clear();
+            self.session.queue().discard();
+            return false;
+        }
+        let mut taken = 0;
+        let mut failure = None;
+        while self.wbuf.len() < limit {
+            let item = match self.backlog.pop_front() {
+                Some(item) => item,
+                None => {
+                    self.session.queue().swap(&mut self.backlog);
+                    match self.backlog.pop_front() {
+                        Some(item) => item,
+                        None => break,
+                    }
+                }
+            };
+            taken += 1;
+            let before = self.wbuf.len();
+            match item {
+                Outbound::Packet(pkg) => {
+                    if let Err(e) =
+                        encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg)
+                    {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Outbound::Bytes(b) => self.wbuf.extend_from_slice(&b),
+                Outbound::Vectored(bufs) => {
+                    for b in bufs {
+                        self.wbuf.extend_from_slice(&b);
+                    }
+                }
+                Outbound::Flush(tx) => {
+                    self.flush_waiters.push(tx);
+                    self.needs_flush = true;
+                }
+            }
+            self.mark_frame(before);
+        }
+        self.session.queue().release(taken);
+        if let Some(e) = failure {
+            self.codec_failed(e);
+        }
+        taken > 0
+    }
+
+    /// Writes the buffer, then flushes. True when anything moved.
+    pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.broken {
+            return false;
+        }
+        let (mut bytes, mut writes) = (0u64, 0u64);
+        let mut blocked = false;
+        while !self.wbuf.is_empty() {
+            let written = if self.framed {
+                // A message transport takes one packet per write, whole,
+                // and owns it: no copy on the way out.
+                let len = self.frames.front().copied().unwrap_or(self.wbuf.len());
+                self.io
+                    .poll_send_frame(cx, &mut self.wbuf, len)
+                    .map_ok(|()| len)
+            } else {
+                let written = self.io.poll_write_from(cx, &self.wbuf);
+                if let Poll::Ready(Ok(n)) = written {
+                    self.wbuf.advance(n);
+                }
+                written
+            };
+            match written {
+                Poll::Ready(Ok(0)) if !self.framed => {
+                    self.io_failed(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    if self.framed {
+                        self.frames.pop_front();
+                    }
+                    bytes += n as u64;
+                    writes += 1;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.io_failed(e);
+                    return true;
+                }
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        // Counted and stamped once per call, not per message.
+        let mut progress = writes > 0;
+        if progress {
+            let counters = self.session.counters();
+            crate::session::Counters::add(&counters.bytes_out, bytes);
+            crate::session::Counters::add(&counters.writes, writes);
+            self.stalled_since = None;
+            self.needs_flush = true;
+            self.last_io = self.now();
+            self.session.mark_written(self.last_io.into_std());
+        }
+        if blocked {
+            self.stalled_since.get_or_insert_with(Instant::now);
+            return progress;
+        }
+        if self.needs_flush {
+            match self.io.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    self.stalled_since = None;
+                    for tx in self.flush_waiters.drain(..) {
+                        let _ = tx.send(());
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.io_failed(e);
+                    progress = true;
+                }
+                Poll::Pending => {
+                    // Output owed to the peer (a flush the transport could
+                    // not finish) counts as stalled like bytes in `wbuf`.
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        progress
+    }
+}
+
+/// Encodes one packet into the write buffer, counting it.
+fn encode_packet<C: Encoder<W>, W>(
+    codec: &mut C,
+    wbuf: &mut BytesMut,
+    session: &Session<W>,
+    pkg: W,
+) -> Result<(), BoxError>
+where
+    C::Error: Into<BoxError>,
+{
+    if wbuf.capacity() == 0 {
+        wbuf.reserve(WRITE_CHUNK);
+    }
+    let before = wbuf.len();
+    if let Err(e) = contain(|| codec.encode(pkg, wbuf)) {
+        // Whatever the encoder wrote before failing must not go out: on a
+        // message transport it would shift every later message.
+        wbuf.truncate(before);
+        return Err(e);
+    }
+    crate::session::Counters::add(&session.counters().packets_out, 1);
+    Ok(())
+}
