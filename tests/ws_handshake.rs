@@ -222,20 +222,37 @@ async fn each_refused_handshake_gets_the_http_status_rfc_6455_asks_for_and_no_se
 }
 
 #[tokio::test]
-async fn headers_above_8_kib_get_431_before_the_server_reads_them_all() {
+async fn headers_above_8_kib_or_above_64_fields_get_431_and_no_session() {
     let (server, log) = serve(Server::builder().websocket("/ws")).await;
     let addr = server.local_addr();
-    let mut bytes = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
-    for i in 0..400 {
-        bytes.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(40)).as_bytes());
+    let upgrade = |extra: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    };
+    // 20 long fields: 18 KB in all, well within 64 fields.
+    let long: String = (0..20)
+        .map(|i| format!("X-Long-{i}: {}\r\n", "l".repeat(900)))
+        .collect();
+    // 70 short fields: under 2 KB, but more fields than the server parses.
+    let many: String = (0..70).map(|i| format!("X-Many-{i}: m\r\n")).collect();
+    for (what, extra) in [("a head above 8 KiB", long), ("70 header fields", many)] {
+        let (head, mut s) = send_request(addr, upgrade(&extra).as_bytes()).await;
+        assert_eq!(status(&head), Some(431), "{what}: {head:?}");
+        s.shutdown().await.expect("shutdown");
+        assert_ne!(read_to_end(&mut s, LIMIT).await, End::Open, "{what}");
     }
-    bytes.extend_from_slice(b"\r\n");
-    assert!(bytes.len() > 16 * 1024);
-    let (head, mut s) = send_request(addr, &bytes).await;
-    assert_eq!(status(&head), Some(431), "{head:?}");
-    assert_ne!(read_to_end(&mut s, LIMIT).await, End::Open);
     assert_eq!(server.session_count(), 0);
     assert!(log.events().is_empty(), "{:?}", log.events());
+    // Just under the bound is fine.
+    let fits: String = (0..7)
+        .map(|i| format!("X-Fits-{i}: {}\r\n", "f".repeat(1000)))
+        .collect();
+    assert!(upgrade(&fits).len() < 8 * 1024);
+    let (head, s) = send_request(addr, upgrade(&fits).as_bytes()).await;
+    assert_eq!(status(&head), Some(101), "{head:?}");
+    drop(s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 

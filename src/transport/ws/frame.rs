@@ -200,6 +200,27 @@ pub(super) fn parse_header(buf: &[u8], masked: bool) -> Result<Option<Header>, V
     }))
 }
 
+/// The code of a Close frame's payload (`None` when it has none).
+pub(super) fn close_payload(payload: &[u8]) -> Result<Option<u16>, Violation> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Violation::protocol("a Close frame with a one-byte body")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(Violation::protocol("a Close frame with a reserved code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(Violation {
+                    code: code::INVALID,
+                    reason: "a Close reason that is not UTF-8",
+                });
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
 /// Appends a header for a frame of `len` payload bytes.
 pub(super) fn put_header(
     out: &mut BytesMut,
