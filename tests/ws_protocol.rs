@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::{eventually, within, Log};
 use getty::{
-    new_session_fn, BoxError, Error, EventListener, ListenerService, Server, ServerBuilder,
+    new_session_fn, BoxError, Client, Error, EventListener, ListenerService, Server, ServerBuilder,
     ServerHandle, Session, SessionConfig,
 };
 use tokio::{io::AsyncWriteExt, net::TcpStream};
@@ -315,6 +315,44 @@ async fn pings_every_200_ms_keep_a_700_ms_read_timeout_from_closing_the_session(
         "{:?}",
         log.events()
     );
+    within(LIMIT, server.shutdown(LIMIT)).await;
+}
+
+/// A getty client and server, both pinging on a 100 ms cron with a 500 ms
+/// read timeout and no data at all: each answers the other's pings (the
+/// client's frames masked, as the server requires), so both sessions live on.
+#[tokio::test]
+async fn a_getty_client_and_server_keep_each_other_alive_with_pings_alone() {
+    let config = SessionConfig::default()
+        .cron_period(Some(Duration::from_millis(100)))
+        .read_timeout(Some(Duration::from_millis(500)));
+    let (server, log) = echo_server(Server::builder().session_config(config.clone())).await;
+    let client_log = Log::default();
+    let l = client_log.clone();
+    let client = Client::builder()
+        .session_config(config)
+        .connect_ws(
+            &format!("ws://{}/ws", server.local_addr()),
+            |_: &Session| BytesCodec::new(),
+            new_session_fn(move |_: &Session| {
+                Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
+            }),
+        )
+        .await
+        .expect("a ws URL");
+    eventually(LIMIT, "both sessions", || {
+        server.session_count() == 1 && client.session_count() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(log.events(), ["open"], "server");
+    assert_eq!(client_log.events(), ["open"], "client");
+    within(LIMIT, client.shutdown(LIMIT)).await;
+    eventually(LIMIT, "the server session closed", || {
+        log.count("close") == 1
+    })
+    .await;
+    assert_eq!(log.events(), ["open", "close"], "server");
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 

@@ -243,6 +243,10 @@ where
                         );
                         return;
                     }
+                    Ok(Err(WsHandshakeError::Closed)) => {
+                        tracing::debug!("connection closed before a WebSocket upgrade request");
+                        return;
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "WebSocket handshake failed; connection closed");
                         return;
