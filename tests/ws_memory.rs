@@ -210,5 +210,10 @@ async fn a_peer_that_pings_without_reading_is_held_to_bounded_memory_and_cut_at_
         "the flooding peer's session was still open {:?} after the flood ended",
         write_timeout * 5
     );
+    // Cut by the write timeout: not before its pongs had been stuck that long.
+    assert!(
+        flood_ended >= write_timeout,
+        "cut after {flood_ended:?}, before the {write_timeout:?} write timeout"
+    );
     within(LIMIT, server.shutdown(Duration::from_secs(2))).await;
 }
