@@ -110,28 +110,88 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short, stable name for the variant, for metrics and logs:
-    /// `"io"`, `"codec"`, `"packet_too_large"`, `"unexpected_eof"`,
-    /// `"read_timeout"`, `"write_timeout"`, `"handler"`, `"handler_panic"`
-    /// or `"raised"`.
+    /// What kind of failure this is, for metrics, logs and close codes.
     ///
     /// ```
-    /// let e = getty::Error::HandlerPanic { message: "boom".into() };
-    /// assert_eq!(e.kind(), "handler_panic");
+    /// use getty::{Error, ErrorKind};
+    ///
+    /// let e = Error::HandlerPanic { message: "boom".into() };
+    /// assert_eq!(e.kind(), ErrorKind::HandlerPanic);
+    /// assert_eq!(e.kind().as_str(), "handler_panic");
     /// ```
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } => "io",
-            Error::Codec { .. } => "codec",
-            Error::PacketTooLarge { .. } => "packet_too_large",
-            Error::UnexpectedEof { .. } => "unexpected_eof",
-            Error::ReadTimeout { .. } => "read_timeout",
-            Error::WriteTimeout { .. } => "write_timeout",
-            Error::InputBudget { .. } => "input_budget",
-            Error::Handler { .. } => "handler",
-            Error::HandlerPanic { .. } => "handler_panic",
-            Error::Raised { .. } => "raised",
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Codec { .. } => ErrorKind::Codec,
+            Error::PacketTooLarge { .. } => ErrorKind::PacketTooLarge,
+            Error::UnexpectedEof { .. } => ErrorKind::UnexpectedEof,
+            Error::ReadTimeout { .. } => ErrorKind::ReadTimeout,
+            Error::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            Error::InputBudget { .. } => ErrorKind::InputBudget,
+            Error::Handler { .. } => ErrorKind::Handler,
+            Error::HandlerPanic { .. } => ErrorKind::HandlerPanic,
+            Error::Raised { .. } => ErrorKind::Raised,
         }
+    }
+}
+
+/// The kinds of [`Error`], one per variant: what stats count errors by,
+/// what decides a WebSocket close code, what logs name.
+///
+/// ```
+/// use getty::ErrorKind;
+///
+/// assert_eq!(ErrorKind::PacketTooLarge.as_str(), "packet_too_large");
+/// assert_eq!(ErrorKind::ReadTimeout.to_string(), "read_timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Io`]
+    Io,
+    /// [`Error::Codec`]
+    Codec,
+    /// [`Error::PacketTooLarge`]
+    PacketTooLarge,
+    /// [`Error::UnexpectedEof`]
+    UnexpectedEof,
+    /// [`Error::ReadTimeout`]
+    ReadTimeout,
+    /// [`Error::WriteTimeout`]
+    WriteTimeout,
+    /// [`Error::InputBudget`]
+    InputBudget,
+    /// [`Error::Handler`]
+    Handler,
+    /// [`Error::HandlerPanic`]
+    HandlerPanic,
+    /// [`Error::Raised`]
+    Raised,
+}
+
+impl ErrorKind {
+    /// A short, stable name: `"io"`, `"codec"`, `"packet_too_large"`,
+    /// `"unexpected_eof"`, `"read_timeout"`, `"write_timeout"`,
+    /// `"input_budget"`, `"handler"`, `"handler_panic"` or `"raised"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Codec => "codec",
+            ErrorKind::PacketTooLarge => "packet_too_large",
+            ErrorKind::UnexpectedEof => "unexpected_eof",
+            ErrorKind::ReadTimeout => "read_timeout",
+            ErrorKind::WriteTimeout => "write_timeout",
+            ErrorKind::InputBudget => "input_budget",
+            ErrorKind::Handler => "handler",
+            ErrorKind::HandlerPanic => "handler_panic",
+            ErrorKind::Raised => "raised",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

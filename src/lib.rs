@@ -72,13 +72,13 @@ mod transport;
 
 pub use addr::Addr;
 pub use client::{Client, ClientBuilder};
-pub use error::{BoxError, Error, SendError};
+pub use error::{BoxError, Error, ErrorKind, SendError};
 pub use event::{Event, Request};
 pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use service::{MakeSessionService, SessionService};
-pub use session::{EndpointKind, Session, SessionConfig, SessionStats, WeakSession};
+pub use session::{EndpointKind, SendPermit, Session, SessionConfig, SessionStats, WeakSession};
 
 // The README's examples compile as doctests, so the front door cannot rot.
 #[cfg(doctest)]

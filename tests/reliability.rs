@@ -27,102 +27,87 @@ use tower::service_fn;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// Reads frames until the peer closes; returns them and how the stream
-/// ended (`None` for a clean EOF, the error for a reset).
-async fn read_frames_to_end(s: &mut TcpStream) -> (Vec<Vec<u8>>, Option<std::io::Error>) {
-    let mut all = Vec::new();
-    let ended = within(LIMIT, async {
-        loop {
-            let mut chunk = [0u8; 64 * 1024];
-            match s.read(&mut chunk).await {
-                Ok(0) => return None,
-                Ok(n) => all.extend_from_slice(&chunk[..n]),
-                Err(e) => return Some(e),
-            }
-        }
-    })
-    .await;
-    let mut frames = Vec::new();
-    let mut rest = &all[..];
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if rest.len() < 4 + len {
-            break;
-        }
-        frames.push(rest[4..4 + len].to_vec());
-        rest = &rest[4 + len..];
-    }
-    (frames, ended)
-}
-
 // ----- lingering close (issue 7, item 5) -------------------------------------
 
-#[tokio::test]
-async fn owed_echoes_reach_a_peer_whose_junk_after_a_too_large_prefix_is_unread() {
-    let (server, log) = recording_server(SessionConfig::default().max_packet_len(1024)).await;
-    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
-    let mut burst = Vec::new();
-    for i in 0..10 {
-        burst.extend_from_slice(&frame(format!("owed-{i}").as_bytes()));
-    }
-    // A prefix declaring 1 MiB (over max_packet_len), then junk the server
-    // will never read.
-    burst.extend_from_slice(&(1u32 << 20).to_be_bytes());
-    burst.extend_from_slice(&vec![0xAB; 64 * 1024]);
-    client.write_all(&burst).await.unwrap();
+/// A client with a small receive buffer, so that the server's replies
+/// back up into the server's own kernel buffer, where a reset at its close
+/// would throw them away.
+async fn small_window_client(server: &ServerHandle) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    socket.connect(server.local_addr()).await.unwrap()
+}
 
-    let (frames, ended) = read_frames_to_end(&mut client).await;
-    let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("owed-{i}").into_bytes()).collect();
-    assert_eq!(frames, expected, "every owed echo arrives");
-    assert!(ended.is_none(), "the stream ends with a FIN, not {ended:?}");
-    eventually(LIMIT, "the session saw the error and closed", || {
-        log.count("error:packet of") == 1 && log.count("close") == 1
+/// Reads slowly until the peer closes: bytes read and how the stream ended
+/// (`None` for a clean EOF).
+async fn read_slowly_to_end(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+) -> (usize, Option<std::io::Error>) {
+    let mut got = 0usize;
+    let ended = within(Duration::from_secs(30), async {
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) => return None,
+                Ok(n) => got += n,
+                Err(e) => return Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     })
     .await;
+    (got, ended)
 }
 
 #[tokio::test]
-async fn graceful_shutdown_delivers_every_echo_it_handled_to_a_peer_still_sending() {
+async fn owed_echoes_reach_a_slow_reader_whose_junk_after_a_too_large_prefix_is_unread() {
+    let (server, log) = recording_server(SessionConfig::default().max_packet_len(256 * 1024)).await;
+    let (mut rd, mut wr) = small_window_client(&server).await.into_split();
+    let writer = async move {
+        for _ in 0..10 {
+            wr.write_all(&frame(&[b'e'; 100 * 1024])).await.unwrap();
+        }
+        // A prefix declaring 1 MiB (over max_packet_len), then junk the
+        // server will never read.
+        wr.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+        let _ = wr.write_all(&vec![0xAB; 64 * 1024]).await;
+        wr
+    };
+    let (_wr, (got, ended)) = tokio::join!(writer, read_slowly_to_end(&mut rd));
+    assert!(ended.is_none(), "the stream ends with a FIN, not {ended:?}");
+    assert_eq!(got, 10 * (4 + 100 * 1024), "every owed echo arrives whole");
+    assert_eq!(log.count("error:packet of"), 1);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_delivers_every_echo_it_handled_to_a_slow_reader() {
     let (server, log) = recording_server(SessionConfig::default()).await;
-    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
-    let (mut rd, mut wr) = client.split();
-    let payload = vec![b'p'; 4000];
-    let stop = AtomicBool::new(false);
-    let writer = async {
-        // Keeps sending until told to stop (bounded): the server has unread
-        // input whenever it closes.
-        for _ in 0..20_000 {
-            if stop.load(Ordering::Relaxed) || wr.write_all(&frame(&payload)).await.is_err() {
+    let (mut rd, mut wr) = small_window_client(&server).await.into_split();
+    const LEN: usize = 4000;
+    let writer = async move {
+        let payload = vec![b'p'; LEN];
+        // 8 MB, more than the server reads before it closes (its replies
+        // back up to this slow reader): it has unread input when it does.
+        for _ in 0..2000 {
+            if wr.write_all(&frame(&payload)).await.is_err() {
                 break;
             }
         }
+        wr
     };
     let shutdown = async {
         eventually(LIMIT, "the server handled some packets", || {
-            log.count("message:") >= 50
+            log.count("message:") >= 100
         })
         .await;
-        server.shutdown(Duration::from_secs(5)).await;
-        stop.store(true, Ordering::Relaxed);
+        server.shutdown(Duration::from_secs(10)).await;
     };
-    let reader = async {
-        let mut got = Vec::new();
-        let ended = loop {
-            let mut chunk = vec![0u8; 64 * 1024];
-            match within(LIMIT, rd.read(&mut chunk)).await {
-                Ok(0) => break None,
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                Err(e) => break Some(e),
-            }
-        };
-        (got, ended)
-    };
-    let (_, _, (got, ended)) = tokio::join!(writer, shutdown, reader);
+    let (_wr, (), (got, ended)) = tokio::join!(writer, shutdown, read_slowly_to_end(&mut rd));
     assert!(ended.is_none(), "the stream ends with a FIN, not {ended:?}");
     let handled = log.count("message:");
     assert_eq!(
-        got.len(),
-        handled * (4 + payload.len()),
+        got,
+        handled * (4 + LEN),
         "every packet the server handled was echoed whole ({handled} handled)"
     );
 }

@@ -11,9 +11,11 @@
 
 mod length;
 mod read_writer;
+mod too_large;
 
 pub use self::length::{LengthCodec, LengthCodecBuilder, LengthCodecError};
 pub use self::read_writer::{ReadWriter, ReadWriterCodec, ReadWriterError, SessionCodec};
+pub use self::too_large::PacketTooLarge;
 
 use tokio_util::codec::{Decoder, Encoder};
 

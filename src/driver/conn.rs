@@ -51,7 +51,10 @@ use super::{
     pipeline::Pipeline,
 };
 use crate::{
-    budget::InputBudget, codec::LengthCodecError, session::queue::Outbound, transport::Transport,
+    budget::InputBudget,
+    codec::{LengthCodecError, PacketTooLarge},
+    session::queue::Outbound,
+    transport::Transport,
     BoxError, Error, Event, Request, Session,
 };
 
@@ -314,7 +317,7 @@ where
             _ => tracing::warn!(%error, "session failed"),
         }
         self.failed = true;
-        self.close_reason = Some(error.kind());
+        self.close_reason = Some(error.kind().as_str());
         // After a failure no more packets are delivered: Error, then Close.
         self.rbuf = BytesMut::new();
         self.pending_msg = None;
@@ -348,17 +351,11 @@ where
     pub(super) fn codec_failed(&mut self, e: impl Into<BoxError>) {
         self.rbuf = BytesMut::new();
         let peer = self.session.peer_addr().clone();
-        let error = match e.into().downcast::<LengthCodecError>() {
-            Ok(e) => match *e {
-                LengthCodecError::TooLarge { len, max } => Error::PacketTooLarge {
-                    peer,
-                    len: usize::try_from(len).unwrap_or(usize::MAX),
-                    max,
-                },
-                other => Error::Codec {
-                    peer,
-                    source: Box::new(other),
-                },
+        let error = match too_large(e.into()) {
+            Ok(PacketTooLarge { len, max }) => Error::PacketTooLarge {
+                peer,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max,
             },
             Err(source) => Error::Codec { peer, source },
         };
@@ -448,7 +445,7 @@ where
                 break;
             };
             match call::start(svc, Request::new(self.session.clone(), event)) {
-                Ok(c) => calls.as_mut().push(c),
+                Ok(c) => calls.as_mut().push(c, self.session.ordered_responses()),
                 Err((kind, e)) => self.handler_failed(kind, e),
             }
             progress = true;
@@ -663,5 +660,36 @@ where
                     && self.session.queue().is_empty()
             }
         }
+    }
+}
+
+/// The packet-too-large error a codec returned, in any of the forms it can
+/// take (`LengthCodec`'s own, the public [`PacketTooLarge`], either inside
+/// an `io::Error`); otherwise the error as it was.
+fn too_large(e: BoxError) -> Result<PacketTooLarge, BoxError> {
+    let e = match e.downcast::<io::Error>() {
+        Ok(io)
+            if io.get_ref().is_some_and(|inner| {
+                inner.is::<PacketTooLarge>() || inner.is::<LengthCodecError>()
+            }) =>
+        {
+            match io.into_inner() {
+                Some(inner) => inner,
+                None => return Err("invalid data".into()),
+            }
+        }
+        Ok(io) => return Err(io),
+        Err(e) => e,
+    };
+    let e = match e.downcast::<PacketTooLarge>() {
+        Ok(p) => return Ok(*p),
+        Err(e) => e,
+    };
+    match e.downcast::<LengthCodecError>() {
+        Ok(l) => match *l {
+            LengthCodecError::TooLarge { len, max } => Ok(PacketTooLarge { len, max }),
+            other => Err(Box::new(other)),
+        },
+        Err(e) => Err(e),
     }
 }

@@ -1,4 +1,5 @@
-//! The calls in flight, yielding their results in the order they started.
+//! The calls in flight, yielding their results in the order they started,
+//! or as they complete for a session without ordered responses.
 
 use std::{
     future::Future,
@@ -6,17 +7,21 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use pin_project::pin_project;
 
 /// With `max_in_flight == 1` (getty's default) the one call lives inline:
-/// no allocation per call. Above that, calls go into a `FuturesOrdered`,
-/// which allocates one task node per call and is made only when first used.
+/// no allocation per call. Above that, calls go into a `FuturesOrdered`
+/// (responses in request order) or a `FuturesUnordered` (in completion
+/// order), each allocating one task node per call and made when first used.
+/// A call goes into the one its session's setting names when it starts, so
+/// the setting can change on a live session.
 #[pin_project]
 pub(crate) struct Pipeline<F: Future> {
     #[pin]
     one: Option<F>,
-    many: Option<FuturesOrdered<F>>,
+    ordered: Option<FuturesOrdered<F>>,
+    unordered: Option<FuturesUnordered<F>>,
     single: bool,
 }
 
@@ -24,28 +29,36 @@ impl<F: Future> Pipeline<F> {
     pub(crate) fn new(max_in_flight: usize) -> Self {
         Pipeline {
             one: None,
-            many: None,
+            ordered: None,
+            unordered: None,
             single: max_in_flight <= 1,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.one.is_some()) + self.many.as_ref().map_or(0, FuturesOrdered::len)
+        usize::from(self.one.is_some())
+            + self.ordered.as_ref().map_or(0, FuturesOrdered::len)
+            + self.unordered.as_ref().map_or(0, FuturesUnordered::len)
     }
 
-    pub(crate) fn push(self: Pin<&mut Self>, fut: F) {
+    pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
         let mut this = self.project();
         if *this.single {
             debug_assert!(this.one.is_none());
             this.one.set(Some(fut));
-        } else {
-            this.many
+        } else if ordered {
+            this.ordered
                 .get_or_insert_with(FuturesOrdered::new)
                 .push_back(fut);
+        } else {
+            this.unordered
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(fut);
         }
     }
 
-    /// The next finished call in start order; `Ready(None)` when empty.
+    /// The next finished call (in start order among ordered calls);
+    /// `Ready(None)` when none is in flight.
     pub(crate) fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let mut this = self.project();
         if let Some(fut) = this.one.as_mut().as_pin_mut() {
@@ -53,9 +66,25 @@ impl<F: Future> Pipeline<F> {
             this.one.set(None);
             return Poll::Ready(Some(out));
         }
-        match this.many {
-            Some(many) if !many.is_empty() => many.poll_next_unpin(cx),
-            _ => Poll::Ready(None),
+        let mut pending = false;
+        if let Some(ordered) = this.ordered.as_mut().filter(|o| !o.is_empty()) {
+            match ordered.poll_next_unpin(cx) {
+                Poll::Ready(Some(out)) => return Poll::Ready(Some(out)),
+                Poll::Ready(None) => {}
+                Poll::Pending => pending = true,
+            }
+        }
+        if let Some(unordered) = this.unordered.as_mut().filter(|u| !u.is_empty()) {
+            match unordered.poll_next_unpin(cx) {
+                Poll::Ready(Some(out)) => return Poll::Ready(Some(out)),
+                Poll::Ready(None) => {}
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
         }
     }
 
@@ -63,6 +92,7 @@ impl<F: Future> Pipeline<F> {
     pub(crate) fn clear(self: Pin<&mut Self>) {
         let mut this = self.project();
         this.one.set(None);
-        *this.many = None;
+        *this.ordered = None;
+        *this.unordered = None;
     }
 }

@@ -41,6 +41,11 @@ pub struct SessionConfig {
     pub max_in_flight: usize,
     /// Room in the outbound queue, in packets. Default 1024.
     pub queue_capacity: usize,
+    /// With more than one event in flight, whether responses leave in
+    /// request order (`true`, the default: getty's behaviour) or each as
+    /// soon as its call completes (`false`: one slow call does not hold
+    /// back the others' replies; for protocols whose replies carry an id).
+    pub ordered_responses: bool,
 }
 
 impl Default for SessionConfig {
@@ -53,6 +58,7 @@ impl Default for SessionConfig {
             wait_time: Duration::from_secs(3),
             max_in_flight: 1,
             queue_capacity: 1024,
+            ordered_responses: true,
         }
     }
 }
@@ -86,4 +92,6 @@ setters! {
     max_in_flight: usize;
     /// Sets [`queue_capacity`](SessionConfig::queue_capacity) (at least 1).
     queue_capacity: usize;
+    /// Sets [`ordered_responses`](SessionConfig::ordered_responses).
+    ordered_responses: bool;
 }

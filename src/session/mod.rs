@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, OnceLock,
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -94,6 +95,62 @@ impl fmt::Display for EndpointKind {
 /// `u64::MAX` nanoseconds stands for "no duration".
 const NONE: u64 = u64::MAX;
 
+/// A place held in a session's outbound queue, from
+/// [`Session::reserve`]: sending through it never waits. Dropped unused,
+/// it gives the place back.
+pub struct SendPermit<W = Bytes> {
+    session: Option<Session<W>>,
+}
+
+impl<W> SendPermit<W> {
+    fn new(session: Session<W>) -> Self {
+        SendPermit {
+            session: Some(session),
+        }
+    }
+
+    /// Queues `pkg` in the held place.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the session closed since the place was
+    /// taken (the packet is dropped).
+    pub fn send(mut self, pkg: W) -> Result<(), SendError> {
+        self.push(Outbound::Packet(pkg))
+    }
+
+    /// Queues raw bytes, bypassing the encoder, in the held place.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the session closed since the place was
+    /// taken.
+    pub fn send_bytes(mut self, bytes: Bytes) -> Result<(), SendError> {
+        self.push(Outbound::Bytes(bytes))
+    }
+
+    fn push(&mut self, item: Outbound<W>) -> Result<(), SendError> {
+        match self.session.take() {
+            Some(session) => session.inner.queue.push_reserved(item),
+            None => Err(SendError::Closed),
+        }
+    }
+}
+
+impl<W> Drop for SendPermit<W> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.inner.queue.release(1);
+        }
+    }
+}
+
+impl<W> fmt::Debug for SendPermit<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendPermit")
+            .field("session", &self.session.as_ref().map(Session::id))
+            .finish()
+    }
+}
+
 /// Errors reported with [`Session::report_error`] that may wait for the
 /// driver at once; more are dropped (logged) until it catches up.
 const MAX_REPORTED: usize = 64;
@@ -131,6 +188,7 @@ struct Settings {
     cron_period: AtomicU64,
     wait_time: AtomicU64,
     max_in_flight: AtomicUsize,
+    ordered_responses: AtomicBool,
 }
 
 struct Inner<W> {
@@ -304,6 +362,7 @@ impl<W> Session<W> {
                     cron_period: AtomicU64::new(to_nanos(config.cron_period.map(clamp_period))),
                     wait_time: AtomicU64::new(to_nanos(Some(config.wait_time))),
                     max_in_flight: AtomicUsize::new(config.max_in_flight.max(1)),
+                    ordered_responses: AtomicBool::new(config.ordered_responses),
                 },
                 queue: Queue::new(config.queue_capacity),
                 closed: AtomicBool::new(false),
@@ -510,6 +569,24 @@ impl<W> Session<W> {
             .store(n.max(1), Ordering::Relaxed);
     }
 
+    /// Whether responses leave in request order (see
+    /// [`SessionConfig::ordered_responses`]).
+    pub fn ordered_responses(&self) -> bool {
+        self.inner
+            .settings
+            .ordered_responses
+            .load(Ordering::Relaxed)
+    }
+
+    /// Sets whether responses leave in request order, for the calls
+    /// started from now on (calls already in flight keep theirs).
+    pub fn set_ordered_responses(&self, ordered: bool) {
+        self.inner
+            .settings
+            .ordered_responses
+            .store(ordered, Ordering::Relaxed);
+    }
+
     fn store_duration(&self, slot: &AtomicU64, d: Option<Duration>) {
         slot.store(to_nanos(d), Ordering::Relaxed);
         // Let the driver re-arm its timer with the new value.
@@ -566,6 +643,64 @@ impl<W> Session<W> {
     /// [`SendError::Closed`] once the session is closing or closed.
     pub async fn send_bytes_vectored(&self, bufs: Vec<Bytes>) -> Result<(), SendError> {
         self.inner.queue.send(Outbound::Vectored(bufs)).await
+    }
+
+    /// Waits for room in the outbound queue and holds it: the returned
+    /// permit sends one packet without waiting (tokio's
+    /// `mpsc::Sender::reserve`). A client-side service reserves in
+    /// `poll_ready` (see [`poll_reserve`](Session::poll_reserve)) so that
+    /// `call` never waits.
+    ///
+    /// ```
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # async fn demo() -> Result<(), getty::SendError> {
+    /// # let session: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// let permit = session.reserve().await?;
+    /// permit.send(bytes::Bytes::from_static(b"ping"))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub async fn reserve(&self) -> Result<SendPermit<W>, SendError> {
+        self.inner.queue.reserve().await?;
+        Ok(SendPermit::new(self.clone()))
+    }
+
+    /// Like [`reserve`](Session::reserve), only if there is room now.
+    ///
+    /// # Errors
+    /// [`SendError::Blocked`] when the queue is full, [`SendError::Closed`]
+    /// once the session is closing or closed.
+    pub fn try_reserve(&self) -> Result<SendPermit<W>, SendError> {
+        self.inner.queue.try_reserve()?;
+        Ok(SendPermit::new(self.clone()))
+    }
+
+    /// The poll form of [`reserve`](Session::reserve), for a
+    /// `tower::Service::poll_ready` (tokio-util's `PollSender`): `Ready`
+    /// with a permit when there is room, `Pending` with the task woken
+    /// when room comes back or the session closes.
+    ///
+    /// ```
+    /// use std::task::{Context, Poll};
+    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
+    /// # let session: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
+    /// let mut cx = Context::from_waker(std::task::Waker::noop());
+    /// match session.poll_reserve(&mut cx) {
+    ///     Poll::Ready(Ok(permit)) => drop(permit), // room given back unused
+    ///     Poll::Ready(Err(closed)) => println!("{closed}"),
+    ///     Poll::Pending => println!("full: woken when room comes back"),
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session is closing or closed.
+    pub fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<Result<SendPermit<W>, SendError>> {
+        self.inner
+            .queue
+            .poll_reserve(cx)
+            .map_ok(|()| SendPermit::new(self.clone()))
     }
 
     /// Resolves once everything queued before this call has been written to

@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Mutex,
     },
-    task::Context,
+    task::{Context, Poll, Waker},
 };
 
 use bytes::Bytes;
@@ -20,6 +20,12 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
 use crate::SendError;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave them inconsistent
+    // (each change is a single call), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One item for the driver to write.
 pub(crate) enum Outbound<W> {
@@ -46,6 +52,12 @@ pub(crate) struct Queue<W> {
     has_items: AtomicBool,
     permits: Semaphore,
     driver: AtomicWaker,
+    /// Tasks waiting in `poll_reserve`, woken when room comes back or the
+    /// queue closes. Empty (no allocation) unless someone polls.
+    reserving: Mutex<Vec<Waker>>,
+    /// Someone waits in `reserving`: the driver's release skips the lock
+    /// otherwise.
+    has_reserving: AtomicBool,
 }
 
 impl<W> Queue<W> {
@@ -58,13 +70,13 @@ impl<W> Queue<W> {
             has_items: AtomicBool::new(false),
             permits: Semaphore::new(capacity.max(1)),
             driver: AtomicWaker::new(),
+            reserving: Mutex::new(Vec::new()),
+            has_reserving: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<W>> {
-        // A panic while holding this lock cannot leave the deque inconsistent
-        // (push/pop are single calls), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     fn push(&self, item: Outbound<W>) -> Result<(), SendError> {
@@ -99,11 +111,75 @@ impl<W> Queue<W> {
         self.push(item)
     }
 
+    /// Takes one place in the queue, waiting for room.
+    pub(crate) async fn reserve(&self) -> Result<(), SendError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SendError::Closed)?;
+        permit.forget();
+        Ok(())
+    }
+
+    /// Takes one place in the queue if there is room now.
+    pub(crate) fn try_reserve(&self) -> Result<(), SendError> {
+        match self.permits.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(TryAcquireError::NoPermits) => Err(SendError::Blocked),
+            Err(TryAcquireError::Closed) => Err(SendError::Closed),
+        }
+    }
+
+    /// Takes one place in the queue, or registers `cx` to be woken when
+    /// room comes back.
+    pub(crate) fn poll_reserve(&self, cx: &Context<'_>) -> Poll<Result<(), SendError>> {
+        match self.try_reserve() {
+            Err(SendError::Blocked) => {}
+            done => return Poll::Ready(done),
+        }
+        {
+            let mut waiting = lock(&self.reserving);
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            self.has_reserving.store(true, Ordering::Release);
+        }
+        // Room given back between the first look and the registration.
+        match self.try_reserve() {
+            Err(SendError::Blocked) => Poll::Pending,
+            done => Poll::Ready(done),
+        }
+    }
+
+    /// Queues an item in a place taken with `reserve`.
+    pub(crate) fn push_reserved(&self, item: Outbound<W>) -> Result<(), SendError> {
+        let pushed = self.push(item);
+        if pushed.is_err() {
+            self.release(1);
+        }
+        pushed
+    }
+
     /// Refuses further sends; what is queued stays for the driver to drain.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.permits.close();
         self.driver.wake();
+        self.wake_reserving();
+    }
+
+    fn wake_reserving(&self) {
+        if !self.has_reserving.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let waiting = std::mem::take(&mut *lock(&self.reserving));
+        for waker in waiting {
+            waker.wake();
+        }
     }
 
     /// Swaps everything queued into `out` (which must be empty), reusing its
@@ -126,6 +202,7 @@ impl<W> Queue<W> {
     pub(crate) fn release(&self, n: usize) {
         if n > 0 {
             self.permits.add_permits(n);
+            self.wake_reserving();
         }
     }
 

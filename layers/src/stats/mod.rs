@@ -285,7 +285,7 @@ where
                 start: Instant::now(),
             },
             Event::Error(error) => {
-                shared.count_error(error.kind());
+                shared.count_error(error.kind().as_str());
                 Track::Nothing
             }
             Event::Close => {

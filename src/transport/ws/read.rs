@@ -13,7 +13,7 @@ use super::{
     frame::{self, code, OpCode, Violation},
     Closing, Control, Partial, Role, WsIo,
 };
-use crate::{codec::LengthCodecError, transport::Io};
+use crate::{codec::PacketTooLarge, transport::Io};
 
 impl WsIo {
     /// The next whole message into `buf` (handed over without a copy when
@@ -214,7 +214,7 @@ impl WsIo {
                         reason: "message too big",
                     },
                     // Reported as any packet above max_packet_len is.
-                    Box::new(LengthCodecError::TooLarge { len, max }),
+                    Box::new(PacketTooLarge::new(len, max)),
                 ),
             };
         self.violation = Some(violation);
