@@ -16,7 +16,7 @@
 //!   room when they look, which frees their share;
 //! - holding part of a packet itself, waits without asking, and gives way
 //!   when asked, or after its wait time without room.
-
+//!
 //! Written by hand: a `tokio::sync::Semaphore` counts permits the same way
 //! but cannot charge more than it has (a UDP datagram or WebSocket message
 //! arrives whole and must be counted as it is), and its fair queue would
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn giving_back_wakes_the_waiting_sessions() {
         use std::sync::{
-            atomic::{AtomicU64, AtomicUsize, Ordering},
+            atomic::{AtomicUsize, Ordering},
             Arc,
         };
         use std::task::Wake;

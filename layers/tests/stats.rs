@@ -127,7 +127,7 @@ impl EventListener<Bytes> for Echo {
             .errors
             .lock()
             .unwrap()
-            .entry(error.kind().to_owned())
+            .entry(error.kind().as_str().to_owned())
             .or_default() += 1;
     }
     fn on_close(&mut self, _: &Session) {
