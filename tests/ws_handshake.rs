@@ -256,6 +256,88 @@ async fn headers_above_8_kib_or_above_64_fields_get_431_and_no_session() {
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
+// ----- bytes that follow a head -----------------------------------------------------
+
+/// A client may send its first frame with the upgrade request, in the same
+/// write: the frame is not lost with the request's buffer.
+#[tokio::test]
+async fn a_frame_sent_with_the_upgrade_request_is_read_as_the_first_message() {
+    let (server, log) = serve(Server::builder().websocket("/ws")).await;
+    let addr = server.local_addr();
+    let mut bytes = upgrade_request(addr, "/ws").into_bytes();
+    bytes.extend_from_slice(&client_frame(true, BINARY, b"eager"));
+    let (head, mut s) = send_request(addr, &bytes).await;
+    assert_eq!(status(&head), Some(101), "{head:?}");
+    assert_eq!(read_data(&mut s, 64).await.payload, b"eager");
+    assert_eq!(log.events(), ["open", "message:eager"]);
+    drop(s);
+    within(LIMIT, server.shutdown(LIMIT)).await;
+}
+
+/// A server may send its first frame with its 101 answer: the getty client
+/// reads it as its first packet.
+#[tokio::test]
+async fn a_frame_sent_with_the_101_answer_reaches_a_getty_client() {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let raw_server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
+            let mut byte = [0u8; 1];
+            if s.read(&mut byte).await.expect("read the request") == 0 {
+                break;
+            }
+            request.push(byte[0]);
+        }
+        let request = String::from_utf8_lossy(&request).into_owned();
+        let key = header(&format!("\r\n{request}"), "Sec-WebSocket-Key")
+            .expect("a key")
+            .to_owned();
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        // An unmasked server frame in the same write as the answer.
+        answer.extend_from_slice(&frame_with(true, 0, BINARY, None, b"early"));
+        s.write_all(&answer).await.expect("answer");
+        // Keep the connection until the test is done with it.
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = s.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let log = Log::default();
+    let l = log.clone();
+    // The raw server never answers a Close: a short wait time ends the
+    // client's close early.
+    let client = getty::Client::builder()
+        .session_config(getty::SessionConfig::default().wait_time(Duration::from_millis(200)))
+        .connect_ws(
+            &format!("ws://{addr}/x"),
+            |_: &Session| BytesCodec::new(),
+            new_session_fn(move |_: &Session| {
+                Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
+            }),
+        )
+        .await
+        .expect("a ws URL");
+    eventually(LIMIT, "the early message", || {
+        log.count("message:early") == 1
+    })
+    .await;
+    client.close();
+    within(LIMIT, client.closed()).await;
+    raw_server.abort();
+}
+
 // ----- the options, in either order --------------------------------------------------
 
 #[tokio::test]
