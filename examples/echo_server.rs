@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:19001 [--threads N] [--max-in-flight N]
+//! cargo run --release --example echo_server -- --read-timeout 30 --cron 5
 //! cargo run --release --example echo_server -- --transport tls --cert server.pem --key server.key
 //! cargo run --release --example echo_server -- --transport unix --addr /tmp/echo.sock
 //! cargo run --release --example echo_server -- --transport ws --addr 127.0.0.1:19001 [--path /]
@@ -30,8 +31,14 @@
 //!
 //! UDP (`--transport udp`): one packet per datagram, each peer its own session.
 //!
-//! It prints `listening on <addr>` once bound and shuts down gracefully on
-//! SIGINT or SIGTERM.
+//! It prints `listening on <addr>` on stdout once bound and shuts down
+//! gracefully on SIGINT or SIGTERM.
+//!
+//! Logs go to stderr through `tracing-subscriber`, at `info` and up by
+//! default: the library's warnings (a refused handshake, an oversized
+//! packet) and every session error (a read timeout, a reset), so an operator
+//! sees why a peer was dropped. `RUST_LOG` overrides the filter
+//! (`RUST_LOG=debug` adds sessions opening and closing, and cron ticks).
 
 use std::{
     convert::Infallible, io::Write, net::SocketAddr, path::PathBuf, process::ExitCode,
@@ -40,13 +47,13 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use getty::{
-    codec::LengthCodec, new_session_fn, tls::ServerTlsConfig, Addr, EventListener, ListenerService,
-    Server, Session, SessionConfig,
+    codec::LengthCodec, new_session_fn, tls::ServerTlsConfig, Addr, Error, EventListener,
+    ListenerService, Server, Session, SessionConfig,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::codec::BytesCodec;
 
-const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss|udp] [--addr ADDR] [--path PATH] [--cert PEM --key PEM] [--threads N] [--max-in-flight N]\n\
+const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss|udp] [--addr ADDR] [--path PATH] [--cert PEM --key PEM] [--threads N] [--max-in-flight N] [--read-timeout SECS] [--cron SECS]\n\
      \n\
      --transport T        tcp (default), tls, unix, ws, wss (WebSocket over TLS) or udp; tls and wss need --cert and --key\n\
      --addr ADDR          HOST:PORT to listen on (default 127.0.0.1:19001), or the socket file's path for unix\n\
@@ -54,7 +61,11 @@ const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss|udp] [-
      --cert PEM           the server's certificate chain, PEM (tls, wss)\n\
      --key PEM            the server's private key, PEM (tls, wss)\n\
      --threads N          tokio worker threads, at least 1 (default 1)\n\
-     --max-in-flight N    packets a session may have in its handler at once (default 1)";
+     --max-in-flight N    packets a session may have in its handler at once (default 1)\n\
+     --read-timeout SECS  close a session that sends nothing for SECS seconds (fractions allowed; default: never)\n\
+     --cron SECS          each session's cron period: a tick every SECS seconds (WebSocket sessions ping on it; default: none)\n\
+     \n\
+     Logs go to stderr, info and up by default; RUST_LOG overrides (e.g. RUST_LOG=debug).";
 
 /// How long sessions get to flush what they owe before being cut off.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -68,6 +79,8 @@ struct Args {
     key: Option<PathBuf>,
     threads: usize,
     max_in_flight: usize,
+    read_timeout: Option<Duration>,
+    cron: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -122,41 +135,33 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
         key: None,
         threads: 1,
         max_in_flight: 1,
+        read_timeout: None,
+        cron: None,
     };
     while let Some(arg) = args.next() {
         // Both `--flag value` and `--flag=value` are accepted.
-        let (flag, inline) = match arg.split_once('=') {
+        let (flag, mut inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
                 (flag.to_owned(), Some(value.to_owned()))
             }
             _ => (arg, None),
         };
-        if flag == "-h" || flag == "--help" {
-            return Err(ArgsError::Help);
-        }
-        if !matches!(
-            flag.as_str(),
-            "--addr"
-                | "--path"
-                | "--threads"
-                | "--max-in-flight"
-                | "--transport"
-                | "--cert"
-                | "--key"
-        ) {
-            return Err(ArgsError::Bad(format!("unknown argument `{flag}`")));
-        }
-        let value = match inline.or_else(|| args.next()) {
-            Some(value) => value,
-            None => return Err(ArgsError::Bad(format!("`{flag}` needs a value"))),
+        // Every flag takes a value; it is read only for a known flag, so an
+        // unknown one is reported as such. A new flag is one arm below.
+        let mut value = || {
+            inline
+                .take()
+                .or_else(|| args.next())
+                .ok_or_else(|| ArgsError::Bad(format!("`{flag}` needs a value")))
         };
         match flag.as_str() {
-            "--addr" => parsed.addr = value,
-            "--path" => parsed.path = Some(value),
-            "--cert" => parsed.cert = Some(value.into()),
-            "--key" => parsed.key = Some(value.into()),
+            "-h" | "--help" => return Err(ArgsError::Help),
+            "--addr" => parsed.addr = value()?,
+            "--path" => parsed.path = Some(value()?),
+            "--cert" => parsed.cert = Some(value()?.into()),
+            "--key" => parsed.key = Some(value()?.into()),
             "--transport" => {
-                parsed.transport = match value.as_str() {
+                parsed.transport = match value()?.as_str() {
                     "tcp" => Transport::Tcp,
                     "tls" => Transport::Tls,
                     "unix" => Transport::Unix,
@@ -170,8 +175,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
                     }
                 }
             }
-            "--threads" => parsed.threads = positive(&flag, &value)?,
-            _ => parsed.max_in_flight = positive(&flag, &value)?,
+            "--threads" => parsed.threads = positive(&flag, &value()?)?,
+            "--max-in-flight" => parsed.max_in_flight = positive(&flag, &value()?)?,
+            "--read-timeout" => parsed.read_timeout = Some(seconds(&flag, &value()?)?),
+            "--cron" => parsed.cron = Some(seconds(&flag, &value()?)?),
+            _ => return Err(ArgsError::Bad(format!("unknown argument `{flag}`"))),
         }
     }
     if parsed.transport != Transport::Unix {
@@ -214,12 +222,59 @@ fn positive(flag: &str, value: &str) -> Result<usize, ArgsError> {
     }
 }
 
+/// A positive number of seconds, fractions allowed (`1`, `0.5`).
+fn seconds(flag: &str, value: &str) -> Result<Duration, ArgsError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            ArgsError::Bad(format!(
+                "{flag}: `{value}` is not a positive number of seconds"
+            ))
+        })
+}
+
+/// Logs to stderr through `tracing-subscriber`: `info` and up by default,
+/// `RUST_LOG` adds or overrides directives.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colours for a terminal only, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 struct Echo;
+
+/// What every transport's echo logs. The library logs a read timeout or a
+/// reset only at debug (they are the peer's doing, and common); an echo
+/// server's operator wants to see why a peer was dropped, so the listener
+/// logs every session error at info. It runs in the session's span, which
+/// names the session and its peer.
+fn log_error(error: &Error) {
+    tracing::info!(%error, "session error");
+}
+
+fn log_tick(session: &Session) {
+    tracing::debug!(session = %session, "cron tick");
+}
 
 /// Length-prefixed packets (tcp, tls, unix).
 impl EventListener<Bytes> for Echo {
     fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
         Some(pkg)
+    }
+    fn on_error(&mut self, _session: &Session, error: &Error) {
+        log_error(error);
+    }
+    fn on_cron(&mut self, session: &Session) {
+        log_tick(session);
     }
 }
 
@@ -229,6 +284,12 @@ impl EventListener<BytesMut> for Echo {
     fn on_message(&mut self, _session: &Session, pkg: BytesMut) -> Option<Bytes> {
         Some(pkg.freeze())
     }
+    fn on_error(&mut self, _session: &Session, error: &Error) {
+        log_error(error);
+    }
+    fn on_cron(&mut self, session: &Session) {
+        log_tick(session);
+    }
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -237,8 +298,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
 
-    let mut builder = Server::builder()
-        .session_config(SessionConfig::default().max_in_flight(args.max_in_flight));
+    let config = SessionConfig::default()
+        .max_in_flight(args.max_in_flight)
+        .read_timeout(args.read_timeout)
+        .cron_period(args.cron);
+    let mut builder = Server::builder().session_config(config);
     if let (true, Some(cert), Some(key)) = (args.transport.tls(), &args.cert, &args.key) {
         builder = builder.tls(ServerTlsConfig::from_pem_files(cert, key)?);
     }
@@ -266,13 +330,20 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
     if args.transport.websocket() {
-        eprintln!(
+        tracing::info!(
             "WebSocket endpoint: {}://{}{}",
             args.transport.name(),
             server.addr(),
             args.path.as_deref().unwrap_or("/")
         );
     }
+    tracing::info!(
+        transport = args.transport.name(),
+        read_timeout = ?args.read_timeout,
+        cron = ?args.cron,
+        max_in_flight = args.max_in_flight,
+        "serving"
+    );
     let make = new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo)));
     let handle = if args.transport.messages() {
         // One message or datagram is one packet: no length prefix inside it.
@@ -285,12 +356,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
     };
-    eprintln!(
+    tracing::info!(
         "{name}: shutting down ({} sessions, deadline {SHUTDOWN_DEADLINE:?})",
         handle.session_count()
     );
     handle.shutdown(SHUTDOWN_DEADLINE).await;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -307,6 +378,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()

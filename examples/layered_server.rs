@@ -48,8 +48,25 @@ impl EventListener<Bytes> for Echo {
     }
 }
 
+/// Logs to stderr through `tracing-subscriber`: `info` and up by default, so
+/// the library's warnings (a refused handshake, an oversized packet, a
+/// timeout) are seen; `RUST_LOG` adds or overrides directives
+/// (`RUST_LOG=debug`, `RUST_LOG=getty=trace`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colours for a terminal only, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    init_tracing();
     let stats = Stats::new();
     let pool = TaskPool::new(64);
 

@@ -26,8 +26,25 @@ impl EventListener<Bytes> for Echo {
     }
 }
 
+/// Logs to stderr through `tracing-subscriber`: `info` and up by default, so
+/// the library's warnings (a refused handshake, an oversized packet, a
+/// timeout) are seen; `RUST_LOG` adds or overrides directives
+/// (`RUST_LOG=debug`, `RUST_LOG=getty=trace`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colours for a terminal only, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    init_tracing();
     // 1. A server whose every session stack has the stats layer outermost.
     //    The cron period makes each session pass a Tick every 250 ms, which
     //    brings its traffic into the aggregate even while it is idle.

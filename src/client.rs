@@ -1,5 +1,7 @@
 //! The TCP client: N sessions to one address, each reconnecting after loss.
 
+mod reconnect;
+
 use std::{
     fmt, io,
     path::{Path, PathBuf},
@@ -15,6 +17,7 @@ use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use self::reconnect::{backoff, Attempt, Jitter, Watched};
 use crate::{
     codec::MakeCodec,
     driver,
@@ -86,21 +89,53 @@ impl ClientBuilder {
 
     /// The pause before reconnecting after a session ended, and the first
     /// pause after a failed attempt. Default 500 ms.
+    ///
+    /// Every pause is jittered ("equal jitter"): the client waits a random
+    /// time between half the pause and the whole of it, so that many clients
+    /// that lost the same server at once (a restart) do not all come back in
+    /// the same instant, nor retry in lockstep while it is down.
+    ///
+    /// ```
+    /// use getty::Client;
+    /// use std::time::Duration;
+    ///
+    /// // Reconnects 100 to 200 ms after a loss; after failed attempts, pauses
+    /// // of 100-200 ms, 200-400 ms, 400-800 ms, ..., then 2.5-5 s.
+    /// let builder = Client::builder()
+    ///     .reconnect_interval(Duration::from_millis(200))
+    ///     .max_backoff(Duration::from_secs(5));
+    /// # let _ = builder;
+    /// ```
     pub fn reconnect_interval(mut self, interval: Duration) -> Self {
         self.reconnect_interval = interval;
         self
     }
 
     /// The longest pause between failed attempts; pauses double from the
-    /// reconnect interval up to this. Default 30 s.
+    /// reconnect interval up to this, each then jittered as
+    /// [`reconnect_interval`](Self::reconnect_interval) says. Default 30 s.
     pub fn max_backoff(mut self, max: Duration) -> Self {
         self.max_backoff = max;
         self
     }
 
     /// How many consecutive failed attempts a connection slot makes before
-    /// giving up; `None` (the default) never gives up. A successful
-    /// connection resets the count.
+    /// giving up; `None` (the default) never gives up.
+    ///
+    /// An attempt succeeds only when its session starts: connected, the TLS
+    /// and WebSocket handshakes done, the new-session callback and `Open`
+    /// accepted it, and the server did not refuse the TLS handshake on the
+    /// first read (over TLS 1.3 a server that refuses the client's
+    /// certificate says so only after the client finished its handshake).
+    /// A session that started resets the count.
+    ///
+    /// ```
+    /// use getty::Client;
+    ///
+    /// // One attempt: if it fails, the slot stops and the client closes.
+    /// let builder = Client::builder().max_reconnect_attempts(Some(1));
+    /// # let _ = builder;
+    /// ```
     pub fn max_reconnect_attempts(mut self, max: Option<u32>) -> Self {
         self.max_reconnect_attempts = max;
         self
@@ -257,6 +292,7 @@ impl ClientBuilder {
                     make.clone(),
                     client.clone(),
                     tx,
+                    Jitter::for_slot(slot),
                 )
                 .instrument(span),
             );
@@ -378,6 +414,7 @@ async fn run_slot<MC, M, R, W>(
     mut make: M,
     client: Client<W>,
     first_attempt: oneshot::Sender<()>,
+    mut jitter: Jitter,
 ) where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
@@ -394,14 +431,14 @@ async fn run_slot<MC, M, R, W>(
                 r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
             }
         };
-        let pause = match attempt {
+        // Ok once a session started and ended; Err for a failed attempt.
+        let outcome: Result<(), BoxError> = match attempt {
             Ok(Connected {
                 io,
                 peer,
                 local,
                 kind,
             }) => {
-                failures = 0;
                 let session = Session::new(kind, local, peer.clone(), settings.config.clone());
                 let _registered = client.registry.register(&session);
                 if let Some(tx) = first_attempt.take() {
@@ -411,7 +448,13 @@ async fn run_slot<MC, M, R, W>(
                     _ = client.stop.cancelled() => Err("client closed".into()),
                     ready = make.ready() => ready.map_err(Into::into),
                 };
-                let making = ready.and_then(|make| driver::call_make(make, &session));
+                let watch = Arc::new(Attempt::default());
+                let making = ready
+                    .and_then(|make| driver::call_make(make, &session))
+                    .map(|making| {
+                        let watch = Arc::clone(&watch);
+                        async move { making.await.map(|svc| Watched::new(svc, watch)) }
+                    });
                 let span = tracing::info_span!(
                     "session",
                     id = session.id(),
@@ -421,25 +464,46 @@ async fn run_slot<MC, M, R, W>(
                 driver::serve_session(io, session, making, &*codec, client.budget.clone())
                     .instrument(span)
                     .await;
-                settings.reconnect_interval
+                if client.stop.is_cancelled() {
+                    break;
+                }
+                if watch.started() {
+                    Ok(())
+                } else {
+                    Err(
+                        "connected, but the session did not start (refused by the server's \
+                         TLS handshake, the new-session callback or Open)"
+                            .into(),
+                    )
+                }
             }
             Err(e) => {
-                failures += 1;
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
                 }
+                Err(e.into())
+            }
+        };
+        let pause = match outcome {
+            Ok(()) => {
+                failures = 0;
+                jitter.pause(settings.reconnect_interval)
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
                 if settings
                     .max_reconnect_attempts
                     .is_some_and(|max| failures >= max)
                 {
-                    tracing::error!(error = %e, failures, "connect failed; giving up");
+                    tracing::error!(%error, failures, "connect failed; giving up");
                     break;
                 }
-                let pause = settings
-                    .reconnect_interval
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(settings.max_backoff);
-                tracing::warn!(error = %e, failures, retry_in = ?pause, "connect failed");
+                let pause = jitter.pause(backoff(
+                    settings.reconnect_interval,
+                    settings.max_backoff,
+                    failures,
+                ));
+                tracing::warn!(%error, failures, retry_in = ?pause, "connect failed");
                 pause
             }
         };

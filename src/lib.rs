@@ -47,6 +47,9 @@
 //! | `SetCronPeriod`, `SetReadTimeout`, ... | [`SessionConfig`], `Session::set_*`   |
 //! | `NewTCPServer` / `RunEventLoop`    | [`Server::builder`], [`Server::serve`]    |
 //! | `NewTCPClient`, `WithConnectionNumber`, `WithReconnectInterval` | [`Client::builder`] |
+//!
+//! For gtcp's plain package API (`SendPkg` / `RecvPkg` on a connection
+//! object, no events), see [`pkg`].
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -63,6 +66,7 @@ mod driver;
 mod error;
 mod event;
 mod listener;
+pub mod pkg;
 mod registry;
 mod server;
 mod service;

@@ -1,15 +1,25 @@
 //! The TCP client: N connections, reconnecting, backoff, giving up, closing.
 mod common;
 
-use std::{collections::HashSet, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use common::*;
 use getty::{
-    codec::LengthCodec, new_session_fn, BoxError, Client, EndpointKind, EventListener,
-    ListenerService, Session, SessionConfig,
+    codec::LengthCodec,
+    new_session_fn,
+    tls::{rustls::RootCertStore, ClientTlsConfig},
+    BoxError, Client, EndpointKind, EventListener, ListenerService, Session, SessionConfig,
 };
-use tokio::time::Instant;
+use tokio::{io::AsyncWriteExt, time::Instant};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -129,8 +139,9 @@ async fn a_lost_session_is_reconnected_after_the_reconnect_interval() {
     let lost_at = Instant::now();
     eventually(LIMIT, "reconnected", || log.count("open") == 3).await;
     let waited = lost_at.elapsed();
+    // Jittered: between half the interval and all of it.
     assert!(
-        waited >= interval - Duration::from_millis(50),
+        waited >= interval / 2 - Duration::from_millis(50),
         "reconnected after {waited:?}, interval {interval:?}"
     );
     eventually(LIMIT, "two sessions again", || server.session_count() == 2).await;
@@ -185,20 +196,20 @@ async fn time_until_giving_up(
 
 #[tokio::test]
 async fn failed_attempts_back_off_doubling_and_the_client_gives_up_after_max_attempts() {
-    // Four attempts, three pauses: 50 + 100 + 200 ms. A fifth attempt would
-    // add 400 ms more.
+    // Four attempts, three pauses: 50 + 100 + 200 ms, each jittered down to
+    // half at most (175 ms). A fifth attempt would add 200-400 ms more.
     let took = time_until_giving_up(Duration::from_millis(50), Duration::from_secs(10), 4).await;
-    assert!(took >= Duration::from_millis(350), "gave up after {took:?}");
-    assert!(took < Duration::from_millis(750), "gave up after {took:?}");
+    assert!(took >= Duration::from_millis(175), "gave up after {took:?}");
+    assert!(took < Duration::from_millis(600), "gave up after {took:?}");
 }
 
 #[tokio::test]
 async fn max_backoff_caps_the_pause_between_failed_attempts() {
-    // Five attempts, four pauses of at most 40 ms; doubling without the cap
-    // would take 40 + 80 + 160 + 320 ms.
+    // Five attempts, four pauses of 20-40 ms; doubling without the cap
+    // would take 20-40 + 40-80 + 80-160 + 160-320 ms.
     let took = time_until_giving_up(Duration::from_millis(40), Duration::from_millis(40), 5).await;
-    assert!(took >= Duration::from_millis(160), "gave up after {took:?}");
-    assert!(took < Duration::from_millis(600), "gave up after {took:?}");
+    assert!(took >= Duration::from_millis(80), "gave up after {took:?}");
+    assert!(took < Duration::from_millis(300), "gave up after {took:?}");
 }
 
 #[tokio::test]
@@ -262,5 +273,161 @@ async fn close_closes_every_session_and_closed_resolves() {
     })
     .await;
     assert_eq!(server_log.count("close"), 3);
+    server.shutdown(LIMIT).await;
+}
+
+/// Accepts TCP, writes `garbage` and closes, counting the connections.
+async fn garbage_server(garbage: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        // Bounded: the test ends long before 100 connections.
+        for _ in 0..100 {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = s.write_all(garbage).await;
+            drop(s);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_after_tcp_connects_counts_as_a_failed_attempt() {
+    let (addr, accepted) = garbage_server(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
+    let log = Log::default();
+    let client = Client::builder()
+        .tls(ClientTlsConfig::with_roots(RootCertStore::empty()))
+        .reconnect_interval(Duration::from_millis(20))
+        .max_reconnect_attempts(Some(1))
+        .connect(addr.to_string(), LengthCodec::new(), client_make(&log))
+        .await;
+    within(LIMIT, client.closed()).await;
+    assert!(client.is_closed(), "gave up");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "connection attempts");
+    assert_eq!(log.count("open"), 0);
+}
+
+#[tokio::test]
+async fn a_failed_websocket_handshake_after_tcp_connects_counts_as_a_failed_attempt() {
+    let (addr, accepted) =
+        garbage_server(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await;
+    let log = Log::default();
+    let client = Client::builder()
+        .reconnect_interval(Duration::from_millis(20))
+        .max_reconnect_attempts(Some(1))
+        .connect_ws(
+            &format!("ws://{addr}/ws"),
+            LengthCodec::new(),
+            client_make(&log),
+        )
+        .await
+        .unwrap();
+    within(LIMIT, client.closed()).await;
+    assert!(client.is_closed(), "gave up");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "connection attempts");
+    assert_eq!(log.count("open"), 0);
+}
+
+/// Twelve connections lose the server at the same moment (a restart): with
+/// jitter they come back spread over [interval / 2, interval], not in the
+/// same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_lost_at_once_reconnect_at_different_times() {
+    const SLOTS: usize = 12;
+    let interval = Duration::from_millis(400);
+    let opened: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let o = opened.clone();
+    let server = getty::Server::builder()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .serve(
+            LengthCodec::new(),
+            new_session_fn(move |_: &Session| {
+                o.lock().unwrap().push(Instant::now());
+                Ok::<_, BoxError>(ListenerService::new(ClientSide {
+                    log: Log::default(),
+                }))
+            }),
+        );
+    let log = Log::default();
+    let client = Client::builder()
+        .connection_number(SLOTS)
+        .reconnect_interval(interval)
+        .connect(
+            server.local_addr().to_string(),
+            LengthCodec::new(),
+            client_make(&log),
+        )
+        .await;
+    eventually(LIMIT, "every slot connected", || {
+        server.session_count() == SLOTS
+    })
+    .await;
+    let lost_at = Instant::now();
+    for session in server.sessions().sessions() {
+        session.close();
+    }
+    eventually(LIMIT, "every slot reconnected", || {
+        opened.lock().unwrap().len() == 2 * SLOTS
+    })
+    .await;
+    let again: Vec<Duration> = opened.lock().unwrap()[SLOTS..]
+        .iter()
+        .map(|at| at.duration_since(lost_at))
+        .collect();
+    let first = *again.iter().min().unwrap();
+    let last = *again.iter().max().unwrap();
+    assert!(
+        first >= interval / 2 - Duration::from_millis(20),
+        "a reconnect after {first:?}, before half the interval: {again:?}"
+    );
+    assert!(
+        last - first >= Duration::from_millis(60),
+        "reconnects spread over {:?} only: {again:?}",
+        last - first
+    );
+    client.close();
+    within(LIMIT, client.closed()).await;
+    server.shutdown(LIMIT).await;
+}
+
+/// A client whose own `Open` refuses every session never starts one: each
+/// attempt fails, backs off, and the slot gives up after the maximum.
+#[tokio::test]
+async fn a_session_refused_on_open_counts_as_a_failed_attempt() {
+    struct Refuse;
+    impl EventListener<Bytes> for Refuse {
+        fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+            Err("not today".into())
+        }
+        fn on_message(&mut self, _: &Session, _: Bytes) -> Option<Bytes> {
+            None
+        }
+    }
+    let (server, server_log) = recording_server(SessionConfig::default()).await;
+    let client = Client::builder()
+        .reconnect_interval(Duration::from_millis(20))
+        .max_reconnect_attempts(Some(2))
+        .connect(
+            server.local_addr().to_string(),
+            LengthCodec::new(),
+            new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Refuse))),
+        )
+        .await;
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), client.closed()).await;
+    client.close();
+    within(LIMIT, client.closed()).await;
+    assert!(gave_up.is_ok(), "still reconnecting after 2 s");
+    eventually(LIMIT, "both connections ended on the server", || {
+        server.session_count() == 0
+    })
+    .await;
+    assert_eq!(server_log.count("open"), 2, "connection attempts");
     server.shutdown(LIMIT).await;
 }

@@ -434,6 +434,33 @@ fn session_config_defaults_reach_a_new_session() {
     assert_eq!(s.max_in_flight(), 1);
 }
 
+/// `queue_capacity(usize::MAX)` ("unbounded") used to panic inside every
+/// connection task (tokio's semaphore holds at most `usize::MAX >> 3`
+/// permits): the setter clamps it, and so does a session made from a config
+/// whose field was set directly.
+#[tokio::test]
+async fn a_server_with_queue_capacity_usize_max_serves_an_echo() {
+    let config = SessionConfig::default().queue_capacity(usize::MAX);
+    assert_eq!(config.queue_capacity, SessionConfig::MAX_QUEUE_CAPACITY);
+    let mut direct = SessionConfig::default();
+    direct.queue_capacity = usize::MAX;
+    for config in [config, direct] {
+        let (server, log) = recording_server(config).await;
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        write_frame(&mut c, b"still here").await;
+        assert_eq!(read_frame(&mut c).await, b"still here");
+        let s = only_session(server.sessions()).await;
+        for i in 0..100u32 {
+            s.try_send(Bytes::from(i.to_string())).unwrap();
+        }
+        for i in 0..100u32 {
+            assert_eq!(read_frame(&mut c).await, i.to_string().as_bytes());
+        }
+        assert_eq!(log.count("error"), 0, "{:?}", log.events());
+        server.shutdown(LIMIT).await;
+    }
+}
+
 #[tokio::test]
 async fn per_session_settings_getters_and_setters() {
     let config = SessionConfig::default()

@@ -527,6 +527,45 @@ async fn a_client_verifying_the_wrong_server_name_gets_no_session() {
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
+/// Over TLS 1.3 a client's handshake completes before the server checks its
+/// certificate: the server's refusal arrives as an alert on the first read.
+/// That attempt failed (the session never really started), so a client
+/// allowed one attempt gives up instead of reconnecting forever.
+#[tokio::test]
+async fn a_handshake_refused_after_the_client_finished_counts_as_a_failed_attempt() {
+    let pki = Pki::new();
+    let client_ca = Ca::new("getty client CA");
+    let client_ca_pem = client_ca.write(&pki.dir, "client-ca.pem");
+    let config =
+        ServerTlsConfig::with_client_auth(&pki.server_cert, &pki.server_key, &client_ca_pem)
+            .expect("mutual TLS config");
+    let (server, server_log) = echo_server(Server::builder().tls(config)).await;
+    let relay = Relay::start(server.local_addr()).await;
+    let log = Log::default();
+    // No client certificate.
+    let c = client(
+        Client::builder()
+            .tls(pki.client_config())
+            .reconnect_interval(Duration::from_millis(20))
+            .max_reconnect_attempts(Some(1)),
+        relay.addr,
+        &log,
+    )
+    .await;
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), c.closed()).await;
+    let attempts = relay.accepted();
+    c.close();
+    within(LIMIT, c.closed()).await;
+    assert!(
+        gave_up.is_ok(),
+        "still reconnecting after 2 s: {attempts} attempts"
+    );
+    assert_eq!(attempts, 1, "connection attempts");
+    assert_eq!(log.count("message:"), 0);
+    assert_eq!(server_log.count("open"), 0);
+    within(LIMIT, server.shutdown(LIMIT)).await;
+}
+
 // ----- 4. plain TCP and garbage on the TLS port ----------------------------------
 
 /// Asserts the server closed `s` without answering anything but (possibly) a

@@ -290,6 +290,43 @@ async fn the_socket_file_exists_while_serving_and_is_removed_on_shutdown() {
     assert!(!path.exists());
 }
 
+#[tokio::test]
+async fn a_file_that_replaced_the_socket_is_left_alone_on_shutdown() {
+    let path = SockPath::new();
+    let (server, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
+    assert!(is_socket(&path));
+    // Someone replaces the socket file while the server runs.
+    std::fs::remove_file(&*path).unwrap();
+    std::fs::write(&*path, b"precious").unwrap();
+
+    within(Duration::from_secs(10), server.shutdown(LIMIT)).await;
+    assert_eq!(
+        std::fs::read(&*path).ok().as_deref(),
+        Some(&b"precious"[..]),
+        "the regular file at {} was removed or changed",
+        path.display()
+    );
+}
+
+/// A rolling restart: the new server removes the old one's socket file and
+/// binds the same path; the old server, shutting down after, must not
+/// remove the new one's socket.
+#[tokio::test]
+async fn a_server_shutting_down_leaves_the_socket_of_its_successor_at_the_same_path() {
+    let path = SockPath::new();
+    let (old, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
+    std::fs::remove_file(&*path).unwrap();
+    let (new, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
+
+    within(Duration::from_secs(10), old.shutdown(LIMIT)).await;
+    assert!(is_socket(&path), "the successor's socket was removed");
+    let mut raw = UnixStream::connect(&*path).await.unwrap();
+    send_frame(&mut raw, b"successor").await;
+    assert_eq!(recv_frame(&mut raw).await, b"successor");
+    within(Duration::from_secs(10), new.shutdown(LIMIT)).await;
+    assert!(!path.exists(), "the successor removes its own socket");
+}
+
 // ----- 4. binding errors -----------------------------------------------------------------
 
 #[tokio::test]

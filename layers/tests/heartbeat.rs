@@ -331,6 +331,49 @@ async fn ticks_still_reach_the_listener_and_a_configured_cron_period_is_kept() {
     server.shutdown(LIMIT).await;
 }
 
+/// A session configured with a coarse cron period (4 s) under a 500 ms
+/// reader-idle limit: the layer lowers the period to what the limit needs,
+/// so the silent client is closed about 500 ms in, not at the first 4 s tick.
+#[tokio::test]
+async fn a_coarser_existing_cron_period_is_lowered_to_what_the_idle_limit_needs() {
+    let limit = Duration::from_millis(500);
+    let coarse = Duration::from_secs(4);
+    let period = limit / 4;
+    let seen = Seen::default();
+    let server = Server::builder()
+        .session_config(SessionConfig::default().cron_period(Some(coarse)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let s = seen.clone();
+    let server = server.serve(
+        LengthCodec::new(),
+        new_session_fn(move |session: &Session| {
+            s.sessions.lock().unwrap().push(session.clone());
+            Ok::<_, BoxError>(
+                ServiceBuilder::new()
+                    .layer(HeartbeatLayer::new().close_when_reader_idle(limit))
+                    .service(ListenerService::new(Listener { seen: s.clone() })),
+            )
+        }),
+    );
+    let start = Instant::now();
+    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    until_eof(&mut raw).await;
+    let took = start.elapsed();
+    assert!(
+        took >= limit,
+        "closed after {took:?}, before the {limit:?} limit"
+    );
+    assert!(
+        took < limit + period + EOF_SLACK,
+        "closed after {took:?}: the idle limit is {limit:?}, the session's cron period was {coarse:?}"
+    );
+    eventually(LIMIT, "close", || seen.log.count("close") == 1).await;
+    assert_eq!(seen.session().cron_period(), Some(period));
+    server.shutdown(LIMIT).await;
+}
+
 // ----- unit tests: a mock inner service and a detached session ---------------
 
 fn detached(capacity: usize) -> Session {
@@ -373,7 +416,7 @@ async fn open_gives_a_session_without_cron_period_a_quarter_of_the_smallest_limi
 }
 
 #[tokio::test]
-async fn the_cron_period_set_on_open_is_at_least_10ms_or_the_configured_one_and_an_existing_one_is_kept(
+async fn the_cron_period_set_on_open_is_at_least_10ms_or_the_configured_one_and_an_existing_one_is_kept_only_if_finer(
 ) {
     let (mut svc, mut handle) =
         mock::spawn_layer(HeartbeatLayer::new().close_when_all_idle(Duration::from_millis(20)));
@@ -390,10 +433,19 @@ async fn the_cron_period_set_on_open_is_at_least_10ms_or_the_configured_one_and_
     pass(&mut svc, &mut handle, &session, Event::Open).await;
     assert_eq!(session.cron_period(), Some(Duration::from_millis(70)));
 
+    // A coarser period is lowered to the layer's, a finer one kept.
     let session = detached(8);
     session.set_cron_period(Some(Duration::from_secs(3)));
     pass(&mut svc, &mut handle, &session, Event::Open).await;
-    assert_eq!(session.cron_period(), Some(Duration::from_secs(3)));
+    assert_eq!(session.cron_period(), Some(Duration::from_millis(70)));
+    let session = detached(8);
+    session.set_cron_period(Some(Duration::from_millis(30)));
+    pass(&mut svc, &mut handle, &session, Event::Open).await;
+    assert_eq!(session.cron_period(), Some(Duration::from_millis(30)));
+    // Coarsened after open, it is lowered again on the next tick.
+    session.set_cron_period(Some(Duration::from_secs(3)));
+    pass(&mut svc, &mut handle, &session, Event::Tick).await;
+    assert_eq!(session.cron_period(), Some(Duration::from_millis(70)));
 
     // No checks, no period.
     let (mut svc, mut handle) = mock::spawn_layer(HeartbeatLayer::new());

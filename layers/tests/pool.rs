@@ -422,6 +422,77 @@ async fn at_most_n_handlers_run_at_once_across_twenty_sessions() {
     server.shutdown(LIMIT).await;
 }
 
+/// Graceful shutdown closes every session while their pipelined packets are
+/// still waiting for the pool: the drained packets are handler work too and
+/// take a permit; only `Error` and `Close` of a closed session pass without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bound_holds_while_closed_sessions_drain_their_messages() {
+    const SESSIONS: usize = 8;
+    const PACKETS: usize = 4;
+    let pool = TaskPool::new(1);
+    let conc = Concurrency::default();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (c, h) = (conc.clone(), handled.clone());
+    let server = serve(
+        SessionConfig::default().wait_time(Duration::from_secs(5)),
+        TaskPoolLayer::new(pool.clone()),
+        move |req: Request<Bytes>| {
+            let (c, h) = (c.clone(), h.clone());
+            async move {
+                let Some(pkg) = req.into_message() else {
+                    return Ok(None);
+                };
+                c.enter();
+                // Long enough for an excess to overlap, short enough that
+                // 32 packets one at a time drain well within the wait time.
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                c.leave();
+                h.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(pkg))
+            }
+        },
+    )
+    .await;
+
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    for s in 0..SESSIONS {
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        let mut wire = Vec::new();
+        for i in 0..PACKETS {
+            wire.extend_from_slice(&frame(format!("{s}-{i}").as_bytes()));
+        }
+        raw.write_all(&wire).await.unwrap();
+        clients.push(raw);
+    }
+    // The pool is fair: once 8 packets were handled, every session has read
+    // its 4 packets and 3 of each wait for a permit. Shut down now.
+    eventually("a first packet of every session handled", || {
+        handled.load(Ordering::SeqCst) >= SESSIONS
+    })
+    .await;
+    within(LIMIT, server.shutdown(LIMIT)).await;
+    let mut answered = 0;
+    for raw in &mut clients {
+        // Everything owed arrives before the close (each read bounded).
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n @ 1..) = within(LIMIT, raw.read(&mut buf)).await {
+            answered += n;
+        }
+    }
+    assert_eq!(
+        conc.max(),
+        1,
+        "handlers at once in a pool of 1 while sessions drained"
+    );
+    assert_eq!(
+        answered,
+        SESSIONS * PACKETS * 7,
+        "every drained packet answered"
+    );
+    assert_eq!(pool.available(), 1, "every permit back");
+}
+
 // ----- shedding -------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

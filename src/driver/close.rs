@@ -34,16 +34,19 @@ where
         matches!(closed, Ok(Ok(()))) && !self.eof
     }
 
+    /// Gives back the input the session held (its charge on the budget).
+    pub(super) fn release_input(&mut self) {
+        self.rbuf = BytesMut::new();
+        self.settle_budget();
+    }
+
     /// The lingering close (nginx's and hyper's): reads and throws away
     /// what the peer still sends until it closes too, or has been quiet for
     /// [`LINGER_QUIET`], for at most the session's wait time. Closing a
     /// socket with unread input makes the kernel send a reset, and the
     /// peer's kernel then throws away the replies it received but its
     /// application has not read yet.
-    pub(super) async fn linger(mut self) {
-        // What it held of the input is not the session's any more.
-        self.rbuf = BytesMut::new();
-        self.settle_budget();
+    pub(super) async fn linger(&mut self) {
         let deadline = Instant::now() + self.session.wait_time();
         loop {
             let quiet = (Instant::now() + LINGER_QUIET).min(deadline);

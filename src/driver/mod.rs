@@ -66,9 +66,8 @@ pub(crate) async fn run<T, C, S, R, W>(
         }
     }
     let opened = conn.open == Open::Accepted && !conn.service_dead;
-    // The socket stays with the session's task until the lingering close
-    // is over, but the session's end does not wait for it.
-    let conn = linger.then_some(conn);
+    // What it held of the input is not the session's any more.
+    conn.release_input();
 
     if opened {
         let close = call::call_one(&mut svc, Request::new(session.clone(), Event::Close));
@@ -83,7 +82,11 @@ pub(crate) async fn run<T, C, S, R, W>(
     }
     tracing::debug!(stats = %session.stats(), "session closed");
     session.finish();
-    if let Some(conn) = conn {
+    // The socket stays with the session's task until the lingering close
+    // is over, but the session's end does not wait for it. (One `conn` for
+    // the whole function: moving it into another binding or future would
+    // store it twice in this future, which every idle session pays for.)
+    if linger {
         tokio::select! {
             () = conn.linger() => {}
             () = session.forced() => {}

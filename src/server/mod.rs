@@ -10,6 +10,7 @@ use std::{
     fmt, io,
     marker::PhantomData,
     net::SocketAddr,
+    os::unix::fs::{FileTypeExt, MetadataExt},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -258,8 +259,10 @@ impl ServerBuilder {
     }
 
     /// Binds a Unix domain socket at `path`. The socket file is removed when
-    /// the server shuts down; a file already at `path` is an error (remove a
-    /// stale one first).
+    /// the server shuts down, if it is still the one the server created
+    /// (same device and inode): a file that replaced it meanwhile, such as a
+    /// successor server's socket, is left alone. A file already at `path` is
+    /// an error (remove a stale one first).
     ///
     /// # Errors
     /// When the socket cannot be bound, or TLS was configured (TLS runs over
@@ -273,11 +276,9 @@ impl ServerBuilder {
         }
         let path = path.as_ref().to_owned();
         let listener = UnixListener::bind(&path)?;
+        let file = SocketFile::created_at(path.clone());
         Ok(Server {
-            listener: Listener::Unix {
-                listener,
-                path: path.clone(),
-            },
+            listener: Listener::Unix { listener, file },
             addr: Addr::Unix(Some(path)),
             builder: self,
         })
@@ -317,9 +318,57 @@ enum Listener {
     Tcp(TcpListener),
     Unix {
         listener: UnixListener,
-        path: PathBuf,
+        file: SocketFile,
     },
     Udp(Arc<UdpSocket>),
+}
+
+/// The file a Unix-socket server created by binding, identified by device
+/// and inode, so that shutting down removes that file and no other.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    /// `(device, inode)` right after binding; `None` if it could not be read.
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn created_at(path: PathBuf) -> Self {
+        let id = std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        SocketFile { path, id }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file if it is still the socket this server created. A
+    /// file that replaced it is left alone and logged. Between the check and
+    /// the removal another process could swap the file again: no portable
+    /// call removes a path only if it is a given inode.
+    fn remove_if_ours(&self) {
+        let path = self.path.display();
+        let Some(ours) = self.id else {
+            tracing::warn!(%path, "socket file left in place: its identity was unknown at bind");
+            return;
+        };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_socket() && (m.dev(), m.ino()) == ours => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(error = %e, %path, "could not remove the socket file");
+                }
+            }
+            Ok(_) => {
+                tracing::info!(%path, "the socket file was replaced while serving; left in place")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!(%path, "the socket file was already removed")
+            }
+            Err(e) => tracing::warn!(error = %e, %path, "could not check the socket file"),
+        }
+    }
 }
 
 /// A freshly accepted connection, before any handshake.
@@ -340,10 +389,11 @@ impl Listener {
             }
             // The UDP endpoint has its own loop and never accepts.
             Listener::Udp(_) => std::future::pending().await,
-            Listener::Unix { listener, path } => {
+            Listener::Unix { listener, file } => {
                 let (stream, peer) = listener.accept().await?;
                 let peer = Addr::Unix(peer.as_pathname().map(Path::to_path_buf));
-                Ok((Accepted::Unix(stream), peer, Addr::Unix(Some(path.clone()))))
+                let local = Addr::Unix(Some(file.path().to_path_buf()));
+                Ok((Accepted::Unix(stream), peer, local))
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     io,
     marker::PhantomData,
     net::SocketAddr,
@@ -174,10 +175,8 @@ where
                     .instrument(span),
             );
         }
-        if let Listener::Unix { path, .. } = &listener {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(error = %e, path = %path.display(), "could not remove the socket file");
-            }
+        if let Listener::Unix { file, .. } = &listener {
+            file.remove_if_ours();
         }
     }
 
@@ -190,7 +189,13 @@ where
             (Accepted::Tcp(stream), None) => (Io::Tcp(stream), EndpointKind::TcpServer),
             (Accepted::Unix(stream), _) => (Io::Unix(stream), EndpointKind::UnixServer),
             (Accepted::Tcp(stream), Some(tls)) => {
-                let handshake = tokio::time::timeout_at(deadline, tls.acceptor.accept(stream));
+                let handshake = tokio::time::timeout_at(
+                    deadline,
+                    // Boxed: the handshake's state is large and lives only
+                    // until it is done; inline, every idle session's task
+                    // would keep room for it.
+                    Box::pin(tls.acceptor.accept(stream)),
+                );
                 let done = tokio::select! {
                     _ = self.shared.stop.cancelled() => return,
                     done = handshake => done,
@@ -268,7 +273,7 @@ where
 
     /// Runs one session over an established link: registers it, asks the
     /// new-session callback for its stack, and drives it to its end.
-    async fn run_session(
+    fn run_session(
         self: Arc<Self>,
         link: Link,
         kind: EndpointKind,
@@ -276,9 +281,11 @@ where
         peer: Addr,
         config: SessionConfig,
         slot: Slot,
-    ) {
+    ) -> impl Future<Output = ()> {
+        // Not an async fn: one that awaited `run_made_session` would hold
+        // its arguments beside that future, in every idle session's task.
         let session = Session::new(kind, local, peer, config);
-        self.run_made_session(link, session, Some(slot)).await;
+        self.run_made_session(link, session, Some(slot))
     }
 
     /// Runs a session already made (a UDP peer's, which the endpoint keeps

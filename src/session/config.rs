@@ -39,7 +39,9 @@ pub struct SessionConfig {
     /// handles events one after another, as getty does; more pipelines them,
     /// with responses still written in request order.
     pub max_in_flight: usize,
-    /// Room in the outbound queue, in packets. Default 1024.
+    /// Room in the outbound queue, in packets. Default 1024; at least 1 and
+    /// at most [`MAX_QUEUE_CAPACITY`](SessionConfig::MAX_QUEUE_CAPACITY) (a
+    /// larger value, such as `usize::MAX` for "unbounded", is clamped to it).
     pub queue_capacity: usize,
     /// With more than one event in flight, whether responses leave in
     /// request order (`true`, the default: getty's behaviour) or each as
@@ -61,6 +63,41 @@ impl Default for SessionConfig {
             ordered_responses: true,
         }
     }
+}
+
+impl SessionConfig {
+    /// The largest [`queue_capacity`](SessionConfig::queue_capacity):
+    /// `usize::MAX >> 3`, what the queue's semaphore can count (tokio's
+    /// `Semaphore::MAX_PERMITS`). Far more packets than memory can hold, so
+    /// in effect unbounded.
+    ///
+    /// ```
+    /// use getty::SessionConfig;
+    ///
+    /// let config = SessionConfig::default().queue_capacity(usize::MAX);
+    /// assert_eq!(config.queue_capacity, SessionConfig::MAX_QUEUE_CAPACITY);
+    /// assert_eq!(SessionConfig::default().queue_capacity(0).queue_capacity, 1);
+    /// ```
+    pub const MAX_QUEUE_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+    /// Sets [`queue_capacity`](SessionConfig::queue_capacity), clamped to
+    /// `1..=`[`MAX_QUEUE_CAPACITY`](SessionConfig::MAX_QUEUE_CAPACITY).
+    ///
+    /// ```
+    /// use getty::SessionConfig;
+    ///
+    /// assert_eq!(SessionConfig::default().queue_capacity(64).queue_capacity, 64);
+    /// ```
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = clamp_queue_capacity(capacity);
+        self
+    }
+}
+
+/// What the outbound queue can hold: at least one packet, at most what its
+/// semaphore can count (more would panic in `Semaphore::new`).
+pub(crate) fn clamp_queue_capacity(capacity: usize) -> usize {
+    capacity.clamp(1, SessionConfig::MAX_QUEUE_CAPACITY)
 }
 
 macro_rules! setters {
@@ -90,8 +127,6 @@ setters! {
     wait_time: Duration;
     /// Sets [`max_in_flight`](SessionConfig::max_in_flight) (at least 1).
     max_in_flight: usize;
-    /// Sets [`queue_capacity`](SessionConfig::queue_capacity) (at least 1).
-    queue_capacity: usize;
     /// Sets [`ordered_responses`](SessionConfig::ordered_responses).
     ordered_responses: bool;
 }

@@ -61,6 +61,8 @@ pub(crate) struct Queue<W> {
 }
 
 impl<W> Queue<W> {
+    /// A queue for `capacity` items, clamped to what the semaphore can
+    /// count (a config's public field may hold anything).
     pub(crate) fn new(capacity: usize) -> Self {
         Queue {
             state: Mutex::new(State {
@@ -68,7 +70,7 @@ impl<W> Queue<W> {
                 closed: false,
             }),
             has_items: AtomicBool::new(false),
-            permits: Semaphore::new(capacity.max(1)),
+            permits: Semaphore::new(super::config::clamp_queue_capacity(capacity)),
             driver: AtomicWaker::new(),
             reserving: Mutex::new(Vec::new()),
             has_reserving: AtomicBool::new(false),

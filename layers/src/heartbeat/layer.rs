@@ -71,8 +71,8 @@ impl<W> fmt::Debug for Rule<W> {
 pub(super) struct Config<W> {
     /// Close rules first, then ping rules; each kept in the order added.
     pub(super) rules: Vec<Rule<W>>,
-    /// The cron period set on `Open` for a session without one; `None`
-    /// means derived from the limits.
+    /// The cron period the layer needs (set on `Open` for a session without
+    /// one or with a coarser one); `None` means derived from the limits.
     pub(super) cron_period: Option<Duration>,
 }
 
@@ -86,8 +86,8 @@ impl<W> Clone for Config<W> {
 }
 
 impl<W> Config<W> {
-    /// The cron period to give a session that has none: the configured one,
-    /// or the smallest limit / 4, at least 10 ms. `None` with no rules.
+    /// The coarsest cron period the rules allow: the configured one, or the
+    /// smallest limit / 4, at least 10 ms. `None` with no rules.
     pub(super) fn period(&self) -> Option<Duration> {
         let smallest = self.rules.iter().map(|r| r.limit).min()?;
         Some(self.cron_period.unwrap_or((smallest / 4).max(MIN_PERIOD)))
@@ -121,12 +121,17 @@ impl<W> Config<W> {
 ///
 /// Detection runs on [`Event::Tick`](getty::Event::Tick), so an idle side
 /// is noticed at the first tick after its limit: between the limit and the
-/// limit plus one cron period. When `Open` passes the layer and the session
-/// has no cron period, the layer sets one: [`cron_period`](Self::cron_period)
-/// if given, else the smallest limit / 4 (at least 10 ms). A cron period the
-/// session already has is kept, even if it is coarse. Every tick still
-/// reaches the inner service, so a listener's `on_cron` keeps running (more
-/// often, if the layer set the period).
+/// limit plus one cron period. The layer therefore needs a period of its
+/// own: [`cron_period`](Self::cron_period) if given, else the smallest limit
+/// / 4 (at least 10 ms), so an idle side is noticed by 1.25 times its limit.
+/// When `Open` passes the layer, and again on every tick, the session's cron
+/// period is made **at most** that: a session without one gets it, a
+/// coarser one (say a 4 s period under a 500 ms limit, which would close
+/// the peer only after 4 s) is lowered to it, and a finer one is kept.
+/// Every tick still reaches the inner service, so a listener's `on_cron`
+/// keeps running, more often if the layer lowered the period: give the
+/// session the period it needs for its own work and the layer changes it
+/// only where the limits need finer ticks.
 ///
 /// A ping is sent at most once per tick, and a side is pinged again only
 /// after another full limit without traffic (or since the last ping, if that
@@ -316,9 +321,9 @@ impl<W> HeartbeatLayer<W> {
         self.ping_when(IdleState::AllIdle, limit, make_ping)
     }
 
-    /// The cron period to set on `Open` for a session that has none, instead
-    /// of the default (the smallest limit / 4, at least 10 ms). It is the
-    /// detection granularity.
+    /// The cron period the layer needs, instead of the default (the smallest
+    /// limit / 4, at least 10 ms): a session without one, or with a coarser
+    /// one, gets it. It is the detection granularity.
     pub fn cron_period(self, period: Duration) -> Self {
         self.edit(|config| config.cron_period = Some(period))
     }

@@ -61,7 +61,8 @@ pub use self::{
 
 /// The heartbeat service: passes every event to the inner service, and on
 /// [`Event::Tick`] first checks the session for idleness and acts (close or
-/// ping). On [`Event::Open`] it gives a session without a cron period one.
+/// ping). On [`Event::Open`] (and on every tick) it makes the session's cron
+/// period at most what its limits need.
 /// Made by [`HeartbeatLayer`]; see there for the rules.
 ///
 /// ```
@@ -119,14 +120,23 @@ impl<S, W> Heartbeat<S, W> {
         self.inner
     }
 
-    /// On `Open`: a session without a cron period gets one, so ticks come.
-    fn on_open(&self, session: &Session<W>) {
-        if session.cron_period().is_some() {
+    /// On `Open` and on every `Tick`: the session's cron period becomes at
+    /// most what the checks need, so ticks come, and come often enough (see
+    /// "Granularity" on [`HeartbeatLayer`]). A finer period is kept.
+    fn fit_cron_period(&self, session: &Session<W>) {
+        let Some(needed) = self.config.period() else {
             return;
-        }
-        if let Some(period) = self.config.period() {
-            tracing::debug!(?period, "heartbeat: setting the cron period");
-            session.set_cron_period(Some(period));
+        };
+        match session.cron_period() {
+            Some(period) if period <= needed => {}
+            existing => {
+                tracing::debug!(
+                    ?existing,
+                    period = ?needed,
+                    "heartbeat: setting the cron period the idle limits need"
+                );
+                session.set_cron_period(Some(needed));
+            }
         }
     }
 
@@ -229,8 +239,11 @@ where
 
     fn call(&mut self, req: Request<P, W>) -> Self::Future {
         match req.event {
-            Event::Open => self.on_open(&req.session),
-            Event::Tick => self.on_tick(&req.session),
+            Event::Open => self.fit_cron_period(&req.session),
+            Event::Tick => {
+                self.fit_cron_period(&req.session);
+                self.on_tick(&req.session);
+            }
             _ => {}
         }
         self.inner.call(req)

@@ -8,11 +8,14 @@ use std::{
 
 use pin_project::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::PollSemaphore;
 
 /// The response future of [`TaskPoolService`](super::TaskPoolService): the
 /// inner service's future, holding the event's pool permit until it
 /// completes; or, for a message a shedding pool did not handle, an empty
-/// response (`Default`) at once.
+/// response (`Default`) at once. For a closed session's message, tick or
+/// open that found the pool full, it first waits for a permit and only then
+/// polls the inner future (see the module's "Permits").
 ///
 /// ```
 /// use getty::{Addr, EndpointKind, Event, Request, Session, SessionConfig};
@@ -43,6 +46,8 @@ pub struct ResponseFuture<F> {
     #[pin]
     inner: Option<F>,
     permit: Option<OwnedSemaphorePermit>,
+    /// Set while the inner future must not run before a permit is held.
+    acquire: Option<PollSemaphore>,
 }
 
 impl<F> ResponseFuture<F> {
@@ -50,6 +55,16 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             inner: Some(inner),
             permit,
+            acquire: None,
+        }
+    }
+
+    /// `inner` runs once a permit from `semaphore` is held.
+    pub(super) fn after_permit(inner: F, semaphore: PollSemaphore) -> Self {
+        ResponseFuture {
+            inner: Some(inner),
+            permit: None,
+            acquire: Some(semaphore),
         }
     }
 
@@ -57,6 +72,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             inner: None,
             permit: None,
+            acquire: None,
         }
     }
 }
@@ -73,6 +89,14 @@ where
         match this.inner.as_pin_mut() {
             None => Poll::Ready(Ok(T::default())),
             Some(inner) => {
+                if let Some(semaphore) = this.acquire {
+                    *this.permit = ready!(semaphore.poll_acquire(cx));
+                    debug_assert!(
+                        this.permit.is_some(),
+                        "a task pool's semaphore is never closed"
+                    );
+                    *this.acquire = None;
+                }
                 let out = ready!(inner.poll(cx));
                 // Free the permit now, not when the driver drops the future.
                 *this.permit = None;

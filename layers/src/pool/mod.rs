@@ -29,6 +29,18 @@
 //! let a handler wait, while holding its permit, for another event of a
 //! session under the same pool: with the pool full that waits forever.
 //!
+//! A closed session's `Error` and `Close` are the exception: they never wait
+//! for the pool, so a session whose peer left ends even while other
+//! sessions hold every permit. Since `poll_ready` cannot know which event
+//! comes next, it stops waiting once the session is closed; a message still
+//! being drained (graceful shutdown, `close()`), a tick or an open of a
+//! closed session then waits for its permit in the [`ResponseFuture`],
+//! before the inner future is first polled, so the bound holds while
+//! sessions drain. Work that an inner service does inside `call` itself
+//! rather than in its future (such as a
+//! [`ListenerService`](getty::ListenerService)'s callbacks) is not held back
+//! by that wait: in a draining session it runs without a permit.
+//!
 //! # Load shedding
 //!
 //! [`TaskPoolLayer::shed_when_full`] makes `poll_ready` never wait: a
@@ -251,9 +263,26 @@ where
         }
         let permit = self.permit.take();
         if permit.is_none() && req.session.is_closed() {
-            // A closed session's last events (Error, Close) must not wait
-            // for work capacity: they pass without a permit.
-            return ResponseFuture::new(self.inner.call(req), None);
+            // poll_ready no longer waits once the session is closed: it cannot
+            // know whether the next event is the session's Close. A wait it
+            // began earlier is still queued in `self.semaphore`.
+            let waiting = std::mem::replace(
+                &mut self.semaphore,
+                PollSemaphore::new(self.pool.semaphore().clone()),
+            );
+            if matches!(req.event, Event::Error(_) | Event::Close) {
+                // The last events must not wait for work capacity: they pass
+                // without a permit, and the queued wait is dropped (giving
+                // back a permit it may have been handed meanwhile).
+                drop(waiting);
+                return ResponseFuture::new(self.inner.call(req), None);
+            }
+            if !self.shed {
+                // A message being drained, a tick or an open is handler
+                // work: it runs once it has a permit, the queued wait keeping
+                // its place in line.
+                return ResponseFuture::after_permit(self.inner.call(req), waiting);
+            }
         }
         if !self.shed {
             assert!(
