@@ -22,7 +22,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::{parse_server_name, ClientTlsConfig},
-    transport::{ws_connect, Io, Link, UdpIo},
+    transport::{ws_connect, Io, Link, UdpIo, WsSettings},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
@@ -427,7 +427,7 @@ async fn run_slot<MC, M, R, W>(
     loop {
         let attempt = tokio::select! {
             _ = client.stop.cancelled() => break,
-            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings)) => {
+            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings, &client.stop)) => {
                 r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
             }
         };
@@ -581,8 +581,13 @@ struct Connected {
     kind: EndpointKind,
 }
 
-/// Connects (and shakes hands, for TLS) once.
-async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected> {
+/// Connects (and shakes hands, for TLS and WebSocket) once. A WebSocket
+/// session closed once `going_away` is cancelled says 1001.
+async fn open(
+    target: &Target,
+    settings: &ClientBuilder,
+    going_away: &CancellationToken,
+) -> io::Result<Connected> {
     match target {
         Target::Tcp(addr) => {
             let (stream, peer, local) = connect_tcp(addr).await?;
@@ -621,7 +626,12 @@ async fn open(target: &Target, settings: &ClientBuilder) -> io::Result<Connected
             } else {
                 (Io::Tcp(stream), EndpointKind::WsClient)
             };
-            let ws = ws_connect(io, url, settings.config.max_packet_len)
+            let ws_settings = WsSettings {
+                max: settings.config.max_packet_len,
+                write_timeout: settings.config.write_timeout,
+                going_away: Some(going_away.clone()),
+            };
+            let ws = Box::pin(ws_connect(io, url, ws_settings))
                 .await
                 .map_err(io::Error::other)?;
             Ok(Connected {

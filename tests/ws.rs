@@ -207,14 +207,19 @@ async fn next_data(ws: &mut RawWs) -> Message {
     .await
 }
 
-/// Reads until the peer's Close frame and returns it; fails on data, on
-/// the end of the stream without one, and after `LIMIT`.
+/// Reads until the peer's Close frame and returns it, after sending the
+/// answer tungstenite queued for it (the server waits for that answer
+/// before it ends the connection); fails on data, on the end of the stream
+/// without one, and after `LIMIT`.
 async fn next_close(ws: &mut RawWs) -> CloseFrame {
     within(LIMIT, async {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(Some(frame)))) => return frame,
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    ws.flush().await.expect("answer the Close");
+                    return frame;
+                }
                 other => panic!("expected a Close frame with a code, got {other:?}"),
             }
         }
@@ -512,6 +517,8 @@ async fn a_handshake_for_another_path_gets_http_404_and_no_session() {
     })
     .await;
     assert_eq!(seen.made(), 1);
+    // Gone before the shutdown, which would wait for its Close otherwise.
+    drop(_s);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -552,6 +559,7 @@ async fn check_origin_refuses_a_bad_or_missing_origin_with_403_and_admits_a_good
     assert_eq!(seen.made(), 1);
     let theirs = server.sessions().sessions().pop().unwrap();
     assert_eq!(theirs.kind(), EndpointKind::WsServer);
+    drop(ws);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -696,6 +704,7 @@ async fn the_server_sends_a_ping_on_every_cron_tick() {
     let theirs = server.sessions().sessions().pop().expect("the session");
     assert_eq!(theirs.stats().packets_out, 0);
     assert!(seen.log.count("tick") >= 3, "{:?}", seen.log.events());
+    drop(ws);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 
@@ -706,9 +715,15 @@ async fn pongs_keep_active_moving_so_an_active_based_heartbeat_keeps_a_quiet_pee
         idle_limit: Some(idle_limit),
         ..Seen::default()
     };
+    // The deaf peer below never answers the server's Close: a short wait
+    // time keeps the server from waiting long for it.
     let server = ws_server(
         Server::builder()
-            .session_config(SessionConfig::default().cron_period(Some(Duration::from_millis(100))))
+            .session_config(
+                SessionConfig::default()
+                    .cron_period(Some(Duration::from_millis(100)))
+                    .wait_time(Duration::from_millis(300)),
+            )
             .websocket("/echo"),
         &seen,
     )
@@ -1042,6 +1057,7 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout_without_a_ses
     let mut ws = raw_ws(server.local_addr(), "/echo", None).await;
     ws.send(Message::binary(&b"prompt"[..])).await.unwrap();
     assert_eq!(next_data(&mut ws).await, Message::binary(&b"prompt"[..]));
+    drop(ws);
     within(LIMIT, server.shutdown(LIMIT)).await;
 }
 

@@ -112,9 +112,11 @@ where
             let read = self.io.poll_read_into(cx, &mut self.rbuf, limit);
             if self.io.take_activity() {
                 // A WebSocket ping or pong: the peer is alive, and the read
-                // timeout counts from here.
+                // timeout counts from here. The transport's buffers were used
+                // (read, and a pong written): they go back when idle.
                 self.session.update_active();
                 self.read_waiting_since = None;
+                self.buffers_used = true;
             }
             match read {
                 Poll::Pending => {

@@ -51,7 +51,9 @@ pub struct ServerBuilder {
     max_sessions: Option<usize>,
     tls: Option<ServerTlsConfig>,
     handshake_timeout: Duration,
-    ws: Option<WsOptions>,
+    /// WebSocket options, each kept on its own so they may be set in any
+    /// order; `ws.path` says whether the server speaks WebSocket at all.
+    ws: WsOptions,
     max_buffered_input: Option<usize>,
 }
 
@@ -62,7 +64,7 @@ impl Default for ServerBuilder {
             max_sessions: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
-            ws: None,
+            ws: WsOptions::default(),
             max_buffered_input: Some(DEFAULT_INPUT_BUDGET),
         }
     }
@@ -95,48 +97,77 @@ impl ServerBuilder {
     }
 
     /// Speaks WebSocket on `path` (getty's `WithWebsocketServerPath`), over
-    /// TCP, or over TLS when [`tls`](Self::tls) is set too (wss). A request
-    /// for another path gets HTTP 404 and no session. Each binary message is
-    /// one packet for the codec (so pair it with a codec that takes a whole
-    /// message, not a length prefix); a message above the session's
-    /// `max_packet_len` closes the session with close code 1009. Each cron
-    /// tick sends a ping; pings and pongs from the peer count as activity
-    /// ([`Session::active`](crate::Session::active)), as in getty.
+    /// TCP, or over TLS when [`tls`](Self::tls) is set too (wss). Each binary
+    /// message is one packet for the codec (so pair it with a codec that
+    /// takes a whole message, not a length prefix).
+    ///
+    /// - A message (all its fragments together) of at most the session's
+    ///   `max_packet_len` bytes is a packet; a larger one is refused from its
+    ///   frame header, before it is buffered, with close code 1009. The
+    ///   codec's own framing counts: over WebSocket, `LengthCodec`'s 4-byte
+    ///   prefix is part of the message.
+    /// - Each cron tick sends a ping; a ping is answered with a pong, and
+    ///   pings and pongs from the peer count as activity
+    ///   ([`Session::active`](crate::Session::active)) and as input for the
+    ///   read timeout, as in getty.
+    /// - A request that is not a WebSocket upgrade for `path` gets an HTTP
+    ///   answer and no session: 404 for another path, 426 for a plain
+    ///   request, 400 for a malformed upgrade, 426 naming version 13 for
+    ///   another version, 431 for a head above 8 KiB.
+    /// - Closing sends a Close frame whose code says why (1000 normal, 1001
+    ///   when the server shuts down, 1002 protocol error, 1003 text refused,
+    ///   1007 malformed, 1008 policy, 1009 too big, 1011 server error), then
+    ///   waits up to the session's wait time for the peer's Close before
+    ///   the connection ends.
+    ///
+    /// [`accept_text_messages`](Self::accept_text_messages) and
+    /// [`check_origin`](Self::check_origin) may come before or after this.
+    ///
+    /// ```no_run
+    /// use getty::Server;
+    ///
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let server = Server::builder()
+    ///     .check_origin(|origin| origin == Some("https://example.com"))
+    ///     .websocket("/ws")
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn websocket(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        match &mut self.ws {
-            Some(ws) => ws.path = path,
-            None => {
-                self.ws = Some(WsOptions {
-                    path,
-                    accept_text: false,
-                    origin: None,
-                })
-            }
-        }
+        self.ws.path = Some(path.into());
         self
     }
 
-    /// Accepts text messages as packets too (their UTF-8 bytes). By default
-    /// a text message closes the session with close code 1003.
-    /// Needs [`websocket`](Self::websocket) first.
+    /// Accepts text messages as packets too (their UTF-8 bytes; a text
+    /// message that is not UTF-8 closes the session with close code 1007).
+    /// By default a text message closes the session with close code 1003.
+    /// Applies once [`websocket`](Self::websocket) is set, before or after
+    /// this call.
+    ///
+    /// ```
+    /// let builder = getty::Server::builder().accept_text_messages(true).websocket("/ws");
+    /// ```
     pub fn accept_text_messages(mut self, accept: bool) -> Self {
-        if let Some(ws) = &mut self.ws {
-            ws.accept_text = accept;
-        }
+        self.ws.accept_text = accept;
         self
     }
 
     /// Admits a WebSocket handshake only when `check` approves its `Origin`
     /// header (`None` when absent); others get HTTP 403 and no session.
-    /// Needs [`websocket`](Self::websocket) first.
+    /// Applies once [`websocket`](Self::websocket) is set, before or after
+    /// this call.
+    ///
+    /// ```
+    /// let builder = getty::Server::builder()
+    ///     .check_origin(|origin| origin.is_some_and(|o| o.ends_with(".example.com")))
+    ///     .websocket("/ws");
+    /// ```
     pub fn check_origin(
         mut self,
         check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        if let Some(ws) = &mut self.ws {
-            ws.origin = Some(Arc::new(check));
-        }
+        self.ws.origin = Some(Arc::new(check));
         self
     }
 
@@ -165,7 +196,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a TLS or WebSocket handshake may take. Default 10 s.
+    /// How long the handshakes of a connection may take, from accept to a
+    /// running session: TLS, the WebSocket upgrade, or both together on
+    /// wss (one deadline, not one each). Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -210,7 +243,7 @@ impl ServerBuilder {
     /// When the address cannot be resolved or bound, or TLS or WebSocket was
     /// configured (neither runs over UDP).
     pub async fn bind_udp(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
-        if self.tls.is_some() || self.ws.is_some() {
+        if self.tls.is_some() || self.ws.path.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "TLS and WebSocket do not run over UDP",
@@ -235,7 +268,7 @@ impl ServerBuilder {
     /// When the socket cannot be bound, or TLS was configured (TLS runs over
     /// TCP only).
     pub fn bind_unix(self, path: impl AsRef<Path>) -> io::Result<Server> {
-        if self.tls.is_some() || self.ws.is_some() {
+        if self.tls.is_some() || self.ws.path.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "TLS and WebSocket servers bind a TCP address, not a Unix socket",

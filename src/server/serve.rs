@@ -22,7 +22,7 @@ use super::{Accepted, Listener, ServerBuilder, Shared};
 use crate::{
     codec::MakeCodec,
     driver,
-    transport::{udp_peer_session, ws_accept, Io, Link},
+    transport::{udp_peer_session, ws_accept, Io, Link, WsHandshakeError, WsSettings},
     Addr, BoxError, EndpointKind, MakeSessionService, Session, SessionConfig, WeakSession,
 };
 
@@ -156,7 +156,7 @@ where
                 drop(conn);
                 continue;
             };
-            let transport = match (&conn, &self.builder.tls, &self.builder.ws) {
+            let transport = match (&conn, &self.builder.tls, &self.builder.ws.path) {
                 (Accepted::Tcp(_), None, None) => "tcp",
                 (Accepted::Tcp(_), Some(_), None) => "tls",
                 (Accepted::Tcp(_), None, Some(_)) => "ws",
@@ -180,14 +180,17 @@ where
         }
     }
 
-    /// One accepted connection: the TLS handshake if any, then the session.
+    /// One accepted connection: the TLS handshake if any, the WebSocket
+    /// upgrade if any, then the session. The handshakes share one deadline.
     async fn start_session(self: Arc<Self>, conn: Accepted, peer: Addr, local: Addr, slot: Slot) {
+        let timeout = self.builder.handshake_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let (io, kind) = match (conn, &self.builder.tls) {
             (Accepted::Tcp(stream), None) => (Io::Tcp(stream), EndpointKind::TcpServer),
             (Accepted::Unix(stream), _) => (Io::Unix(stream), EndpointKind::UnixServer),
             (Accepted::Tcp(stream), Some(tls)) => {
-                let handshake = tokio::time::timeout(
-                    self.builder.handshake_timeout,
+                let handshake = tokio::time::timeout_at(
+                    deadline,
                     // Boxed: the handshake's state is large and lives only
                     // until it is done; inline, every idle session's task
                     // would keep room for it.
@@ -204,18 +207,25 @@ where
                         return;
                     }
                     Err(_) => {
-                        tracing::warn!(timeout = ?self.builder.handshake_timeout, "TLS handshake timed out; connection closed");
+                        tracing::warn!(?timeout, "TLS handshake timed out; connection closed");
                         return;
                     }
                 }
             }
         };
-        let (link, kind) = match (&self.builder.ws, kind) {
+        let (link, kind) = match (&self.builder.ws.path, kind) {
             (None, _) | (_, EndpointKind::UnixServer) => (Link::Stream(io), kind),
-            (Some(ws), kind) => {
-                let handshake = tokio::time::timeout(
-                    self.builder.handshake_timeout,
-                    Box::pin(ws_accept(io, ws, self.builder.config.max_packet_len)),
+            (Some(_), kind) => {
+                let settings = WsSettings {
+                    max: self.builder.config.max_packet_len,
+                    write_timeout: self.builder.config.write_timeout,
+                    going_away: Some(self.shared.stop.clone()),
+                };
+                // Boxed: the upgrade's state lives only while it runs, not in
+                // every session task's future.
+                let handshake = tokio::time::timeout_at(
+                    deadline,
+                    Box::pin(ws_accept(io, &self.builder.ws, settings)),
                 );
                 let done = tokio::select! {
                     _ = self.shared.stop.cancelled() => return,
@@ -230,12 +240,27 @@ where
                         };
                         (Link::Ws(Box::new(ws)), kind)
                     }
+                    Ok(Err(WsHandshakeError::Refused { status, reason })) => {
+                        tracing::info!(
+                            status,
+                            reason,
+                            "WebSocket handshake refused with an HTTP error; connection closed"
+                        );
+                        return;
+                    }
+                    Ok(Err(WsHandshakeError::Closed)) => {
+                        tracing::debug!("connection closed before a WebSocket upgrade request");
+                        return;
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "WebSocket handshake failed; connection closed");
                         return;
                     }
                     Err(_) => {
-                        tracing::warn!(timeout = ?self.builder.handshake_timeout, "WebSocket handshake timed out; connection closed");
+                        tracing::warn!(
+                            ?timeout,
+                            "WebSocket handshake timed out; connection closed"
+                        );
                         return;
                     }
                 }

@@ -25,12 +25,13 @@ use tokio::{
 pub(crate) use self::generic::{MessageIo, StreamIo};
 pub(crate) use self::udp::{peer_session as udp_peer_session, UdpIo};
 pub(crate) use self::ws::{accept as ws_accept, connect as ws_connect};
-pub(crate) use self::ws::{WsIo, WsOptions};
+pub(crate) use self::ws::{HandshakeError as WsHandshakeError, WsIo, WsOptions, WsSettings};
 
 /// Bytes a codec's own framing may add above `max_packet_len` (a length
-/// prefix): the driver's buffer guard and the message transports' size
-/// limits allow this much more, so one codec behaves alike on every
-/// transport and the codec enforces the payload's limit itself.
+/// prefix): the driver's buffer guard and UDP's datagram limit allow this
+/// much more, and the codec enforces the payload's limit itself. A
+/// WebSocket message is held to `max_packet_len` exactly (refused from its
+/// frame header, before it is buffered).
 pub(crate) const HEADER_SLACK: usize = 64;
 
 /// What the driver needs from a connection.
@@ -134,7 +135,7 @@ impl Transport for Link {
     ) -> Poll<io::Result<Option<usize>>> {
         match self {
             Link::Stream(io) => io.poll_read_into(cx, buf, limit),
-            Link::Ws(ws) => ws.poll_read_into(cx, buf),
+            Link::Ws(ws) => ws.poll_read_into(cx, buf, limit),
             Link::Udp(udp) => udp.poll_read_into(cx, buf),
         }
     }
@@ -143,13 +144,6 @@ impl Transport for Link {
         match self {
             Link::Stream(io) => io.poll_discard(cx),
             Link::Ws(_) | Link::Udp(_) => Poll::Ready(false),
-        }
-    }
-
-    fn release_idle(&mut self) {
-        // A byte stream and a UDP session hold no buffers of their own.
-        match self {
-            Link::Stream(_) | Link::Ws(_) | Link::Udp(_) => {}
         }
     }
 
@@ -211,6 +205,20 @@ impl Transport for Link {
         match self {
             Link::Ws(ws) => ws.take_activity(),
             Link::Stream(_) | Link::Udp(_) => false,
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        match self {
+            Link::Ws(ws) => ws.buffered(),
+            Link::Stream(_) | Link::Udp(_) => 0,
+        }
+    }
+
+    fn release_idle(&mut self) {
+        // A byte stream and a UDP session hold no buffers of their own.
+        if let Link::Ws(ws) = self {
+            ws.release_idle();
         }
     }
 }
