@@ -64,6 +64,7 @@ const USAGE: &str = "usage: echo_server [--transport tcp|tls|unix|ws|wss|udp] [-
      --max-in-flight N    packets a session may have in its handler at once (default 1)\n\
      --read-timeout SECS  close a session that sends nothing for SECS seconds (fractions allowed; default: never)\n\
      --cron SECS          each session's cron period: a tick every SECS seconds (WebSocket sessions ping on it; default: none)\n\
+     --max-buffered-input BYTES  input all sessions together may hold before handing it on, or `off` (default 268435456)\n\
      \n\
      Logs go to stderr, info and up by default; RUST_LOG overrides (e.g. RUST_LOG=debug).";
 
@@ -81,6 +82,8 @@ struct Args {
     max_in_flight: usize,
     read_timeout: Option<Duration>,
     cron: Option<Duration>,
+    /// The server's input budget; `None` when turned off.
+    max_buffered_input: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -137,6 +140,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
         max_in_flight: 1,
         read_timeout: None,
         cron: None,
+        max_buffered_input: Some(256 << 20),
     };
     while let Some(arg) = args.next() {
         // Both `--flag value` and `--flag=value` are accepted.
@@ -179,6 +183,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError>
             "--max-in-flight" => parsed.max_in_flight = positive(&flag, &value()?)?,
             "--read-timeout" => parsed.read_timeout = Some(seconds(&flag, &value()?)?),
             "--cron" => parsed.cron = Some(seconds(&flag, &value()?)?),
+            "--max-buffered-input" => {
+                parsed.max_buffered_input = match value()?.as_str() {
+                    "off" => None,
+                    bytes => Some(positive(&flag, bytes)?),
+                }
+            }
             _ => return Err(ArgsError::Bad(format!("unknown argument `{flag}`"))),
         }
     }
@@ -302,7 +312,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .max_in_flight(args.max_in_flight)
         .read_timeout(args.read_timeout)
         .cron_period(args.cron);
-    let mut builder = Server::builder().session_config(config);
+    let mut builder = Server::builder()
+        .session_config(config)
+        .max_buffered_input(args.max_buffered_input);
     if let (true, Some(cert), Some(key)) = (args.transport.tls(), &args.cert, &args.key) {
         builder = builder.tls(ServerTlsConfig::from_pem_files(cert, key)?);
     }
@@ -341,6 +353,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         transport = args.transport.name(),
         read_timeout = ?args.read_timeout,
         cron = ?args.cron,
+        max_buffered_input = ?args.max_buffered_input,
         max_in_flight = args.max_in_flight,
         "serving"
     );

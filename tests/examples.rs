@@ -310,3 +310,28 @@ fn echo_server_refuses_bad_durations_with_usage() {
         );
     }
 }
+
+/// `--max-buffered-input` sets the server's input budget: a peer stalling
+/// mid-packet holds it until a newcomer needs room, then gives way, and the
+/// operator reads why.
+#[test]
+fn echo_server_max_buffered_input_makes_a_staller_give_way_to_a_newcomer() {
+    let server = EchoServer::start(&["--max-buffered-input", "65536"], None);
+    let mut staller = TcpStream::connect(&server.addr).unwrap();
+    staller.set_read_timeout(Some(LIMIT)).unwrap();
+    // A 100,000-byte packet, of which 70,000 bytes come: more than the budget.
+    staller.write_all(&100_000u32.to_be_bytes()).unwrap();
+    staller.write_all(&[7u8; 70_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut newcomer = TcpStream::connect(&server.addr).unwrap();
+    newcomer.set_read_timeout(Some(LIMIT)).unwrap();
+    newcomer.write_all(&frame(b"room please")).unwrap();
+    let mut echo = [0u8; 15];
+    newcomer.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo[4..], b"room please");
+    let line = server.until_logged("the budget line", |l| {
+        l.contains("input budget of 65536 bytes spent")
+    });
+    assert!(line.contains("WARN") || line.contains("INFO"), "{line}");
+}
