@@ -22,7 +22,7 @@ use crate::{
     codec::MakeCodec,
     driver,
     tls::{parse_server_name, ClientTlsConfig},
-    transport::{ws_connect, Io, Link, UdpIo, WsSettings},
+    transport::{ws_connect, Io, StreamIo, UdpIo, WsIo, WsSettings},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
 };
 
@@ -461,9 +461,24 @@ async fn run_slot<MC, M, R, W>(
                     %peer,
                     transport = crate::server::transport_name(kind)
                 );
-                driver::serve_session(io, session, making, &*codec, client.budget.clone())
-                    .instrument(span)
-                    .await;
+                let budget = client.budget.clone();
+                match io {
+                    ClientIo::Stream(io) => {
+                        driver::serve_session(StreamIo(io), session, making, &*codec, budget)
+                            .instrument(span)
+                            .await
+                    }
+                    ClientIo::Ws(ws) => {
+                        driver::serve_session(*ws, session, making, &*codec, budget)
+                            .instrument(span)
+                            .await
+                    }
+                    ClientIo::Udp(udp) => {
+                        driver::serve_session(*udp, session, making, &*codec, budget)
+                            .instrument(span)
+                            .await
+                    }
+                }
                 if client.stop.is_cancelled() {
                     break;
                 }
@@ -574,8 +589,16 @@ impl fmt::Display for Target {
     }
 }
 
+/// A client session's connection; each kind runs its own instance of the
+/// driver (whether it carries messages is a property of its type).
+enum ClientIo {
+    Stream(Io),
+    Ws(Box<WsIo>),
+    Udp(Box<UdpIo>),
+}
+
 struct Connected {
-    io: Link,
+    io: ClientIo,
     peer: Addr,
     local: Addr,
     kind: EndpointKind,
@@ -599,7 +622,7 @@ async fn open(
                 ),
             };
             Ok(Connected {
-                io: Link::Stream(io),
+                io: ClientIo::Stream(io),
                 peer,
                 local,
                 kind,
@@ -635,7 +658,7 @@ async fn open(
                 .await
                 .map_err(io::Error::other)?;
             Ok(Connected {
-                io: Link::Ws(Box::new(ws)),
+                io: ClientIo::Ws(Box::new(ws)),
                 peer,
                 local,
                 kind,
@@ -660,7 +683,7 @@ async fn open(
             socket.connect(peer).await?;
             let local = socket.local_addr().map_or(Addr::Unknown, Addr::from);
             Ok(Connected {
-                io: Link::Udp(Box::new(UdpIo::Connected {
+                io: ClientIo::Udp(Box::new(UdpIo::Connected {
                     socket,
                     max: settings.config.max_packet_len,
                 })),
@@ -672,7 +695,7 @@ async fn open(
         Target::Unix(path) => {
             let stream = UnixStream::connect(path).await?;
             Ok(Connected {
-                io: Link::Stream(Io::Unix(stream)),
+                io: ClientIo::Stream(Io::Unix(stream)),
                 peer: Addr::Unix(Some(path.clone())),
                 local: Addr::Unix(None),
                 kind: EndpointKind::UnixClient,

@@ -117,10 +117,6 @@ pub(super) struct Conn<T, C, R, W> {
     /// The socket cannot be written: drop output.
     pub(super) broken: bool,
     pub(super) needs_flush: bool,
-    /// A message transport: one packet per read and per write.
-    pub(super) framed: bool,
-    /// Refused input is dropped and reported, not fatal (UDP).
-    lossy: bool,
     /// In framed mode, the length of each packet waiting in `wbuf`.
     pub(super) frames: VecDeque<usize>,
     /// The kind of the failure that ended the session, for the close frame.
@@ -179,8 +175,6 @@ where
     ) -> Self {
         let now = Instant::now();
         Conn {
-            framed: io.framed(),
-            lossy: io.lossy(),
             frames: VecDeque::new(),
             close_reason: None,
             io,
@@ -359,7 +353,7 @@ where
             },
             Err(source) => Error::Codec { peer, source },
         };
-        if self.lossy {
+        if T::LOSSY {
             // A datagram stands alone: drop it, report it, carry on.
             tracing::debug!(%error, "datagram dropped");
             self.reported.push_back(error);
@@ -547,7 +541,7 @@ where
                     self.pending_tick = true;
                     // A keep-alive (a WebSocket ping) goes with the next flush.
                     self.io.tick();
-                    if self.framed {
+                    if T::FRAMED {
                         self.needs_flush = true;
                     }
                     self.next_tick = Some(now + period);

@@ -41,7 +41,7 @@ where
         loop {
             if !self.rbuf.is_empty() {
                 match contain(|| self.codec.decode(&mut self.rbuf)) {
-                    Ok(Some(_)) if self.framed && !self.rbuf.is_empty() => {
+                    Ok(Some(_)) if T::FRAMED && !self.rbuf.is_empty() => {
                         let left = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message carried more than one packet ({left} bytes left over)"
@@ -49,7 +49,7 @@ where
                         return None;
                     }
                     Ok(Some(m)) => return Some(self.received(m)),
-                    Ok(None) if self.framed => {
+                    Ok(None) if T::FRAMED => {
                         let len = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message of {len} bytes is not a whole packet"
@@ -147,7 +147,7 @@ where
                     self.last_io = self.last_read;
                     self.read_waiting_since = None;
                 }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData && self.framed => {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData && T::FRAMED => {
                     // Bad input in a message transport (a refused text
                     // message, one above the size limit): the connection
                     // itself is sound, so it closes properly.

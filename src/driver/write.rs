@@ -55,7 +55,7 @@ where
     /// In framed mode, notes that the bytes from `before` on are one message.
     fn mark_frame(&mut self, before: usize) {
         self.buffers_used = true;
-        if self.framed && self.wbuf.len() > before {
+        if T::FRAMED && self.wbuf.len() > before {
             self.frames.push_back(self.wbuf.len() - before);
         }
     }
@@ -123,7 +123,7 @@ where
         let (mut bytes, mut writes) = (0u64, 0u64);
         let mut blocked = false;
         while !self.wbuf.is_empty() {
-            let written = if self.framed {
+            let written = if T::FRAMED {
                 // A message transport takes one packet per write, whole,
                 // and owns it: no copy on the way out.
                 let len = self.frames.front().copied().unwrap_or(self.wbuf.len());
@@ -138,12 +138,12 @@ where
                 written
             };
             match written {
-                Poll::Ready(Ok(0)) if !self.framed => {
+                Poll::Ready(Ok(0)) if !T::FRAMED => {
                     self.io_failed(io::ErrorKind::WriteZero.into());
                     return true;
                 }
                 Poll::Ready(Ok(n)) => {
-                    if self.framed {
+                    if T::FRAMED {
                         self.frames.pop_front();
                     }
                     bytes += n as u64;

@@ -22,7 +22,9 @@ use super::{Accepted, Listener, ServerBuilder, Shared};
 use crate::{
     codec::MakeCodec,
     driver,
-    transport::{udp_peer_session, ws_accept, Io, Link, WsHandshakeError, WsSettings},
+    transport::{
+        udp_peer_session, ws_accept, Io, StreamIo, Transport, WsHandshakeError, WsSettings,
+    },
     Addr, BoxError, EndpointKind, MakeSessionService, Session, SessionConfig, WeakSession,
 };
 
@@ -213,8 +215,13 @@ where
                 }
             }
         };
-        let (link, kind) = match (&self.builder.ws.path, kind) {
-            (None, _) | (_, EndpointKind::UnixServer) => (Link::Stream(io), kind),
+        let config = self.builder.config.clone();
+        let (ws, kind) = match (&self.builder.ws.path, kind) {
+            (None, _) | (_, EndpointKind::UnixServer) => {
+                self.run_session(StreamIo(io), kind, local, peer, config, slot)
+                    .await;
+                return;
+            }
             (Some(_), kind) => {
                 let settings = WsSettings {
                     max: self.builder.config.max_packet_len,
@@ -238,7 +245,7 @@ where
                         } else {
                             EndpointKind::WsServer
                         };
-                        (Link::Ws(Box::new(ws)), kind)
+                        (ws, kind)
                     }
                     Ok(Err(WsHandshakeError::Refused { status, reason })) => {
                         tracing::info!(
@@ -266,16 +273,14 @@ where
                 }
             }
         };
-        let config = self.builder.config.clone();
-        self.run_session(link, kind, local, peer, config, slot)
-            .await;
+        self.run_session(ws, kind, local, peer, config, slot).await;
     }
 
     /// Runs one session over an established link: registers it, asks the
     /// new-session callback for its stack, and drives it to its end.
-    fn run_session(
+    fn run_session<T: Transport + Send + 'static>(
         self: Arc<Self>,
-        link: Link,
+        link: T,
         kind: EndpointKind,
         local: Addr,
         peer: Addr,
@@ -290,9 +295,9 @@ where
 
     /// Runs a session already made (a UDP peer's, which the endpoint keeps
     /// a handle to).
-    async fn run_made_session(
+    async fn run_made_session<T: Transport + Send + 'static>(
         self: Arc<Self>,
-        link: Link,
+        link: T,
         session: Session<W>,
         _slot: Option<Slot>,
     ) {
@@ -413,8 +418,7 @@ where
                     _slot: slot,
                 },
             );
-            let session =
-                Arc::clone(&self).run_made_session(Link::Udp(Box::new(io)), session, None);
+            let session = Arc::clone(&self).run_made_session(io, session, None);
             self.shared.tracker.spawn(session);
         }
     }

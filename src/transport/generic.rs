@@ -14,21 +14,22 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Transport;
 
-/// Stack buffer an idle session reads into (no heap buffer while waiting).
-const SCRATCH: usize = 8 * 1024;
-/// Heap read buffer size once data flows.
+/// Stack buffer an idle session reads into, so it holds no heap buffer
+/// while it waits.
+const SCRATCH: usize = 16 * 1024;
+/// Heap read buffer size once data flows: large enough that one read takes
+/// a whole batch (a short read costs a second syscall).
 const READ_CHUNK: usize = 64 * 1024;
 /// Room guaranteed before a read into the heap buffer.
 const MIN_READ: usize = 8 * 1024;
 
-/// A byte stream of the user's: an accepted socket, a QUIC stream, a
-/// `tokio::io::duplex` end, a proxied stream.
+/// A byte stream: TCP, Unix and TLS ([`Io`](super::Io)), or one of the
+/// user's (an accepted socket, a QUIC stream, a `tokio::io::duplex` end, a
+/// proxied stream).
 pub(crate) struct StreamIo<T>(pub(crate) T);
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Transport for StreamIo<T> {
-    fn framed(&self) -> bool {
-        false
-    }
+    const FRAMED: bool = false;
 
     fn poll_read_into(
         &mut self,
@@ -36,28 +37,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for StreamIo<T> {
         buf: &mut BytesMut,
         limit: usize,
     ) -> Poll<io::Result<Option<usize>>> {
-        let n = if buf.capacity() == 0 {
-            let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
-            let mut rb = ReadBuf::uninit(&mut scratch[..SCRATCH.min(limit)]);
-            ready!(Pin::new(&mut self.0).poll_read(cx, &mut rb))?;
-            let filled = rb.filled();
-            if !filled.is_empty() {
-                buf.reserve(READ_CHUNK.max(filled.len()));
-                buf.extend_from_slice(filled);
-            }
-            filled.len()
-        } else {
-            if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
-                buf.reserve(READ_CHUNK);
-            }
-            let mut limited = (&mut *buf).limit(limit);
-            ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.0),
-                cx,
-                &mut limited
-            ))?
-        };
-        Poll::Ready(Ok((n > 0).then_some(n)))
+        poll_read_stream(&mut self.0, cx, buf, limit)
     }
 
     fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -87,19 +67,73 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for StreamIo<T> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 
+    /// Reads and throws away what is available (lingering close).
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
         let mut threw = false;
+        // Bounded per call: a peer that floods must not hold the worker.
         for _ in 0..64 {
             let mut rb = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if !rb.filled().is_empty() => threw = true,
+                // EOF, or a failure: nothing more will come.
                 Poll::Ready(_) => return Poll::Ready(false),
                 Poll::Pending if threw => return Poll::Ready(true),
                 Poll::Pending => return Poll::Pending,
             }
         }
         Poll::Ready(true)
+    }
+}
+
+/// Reads what is available, at most `limit` bytes. With no read buffer
+/// allocated (an idle session) it reads into a stack buffer first and
+/// allocates only when data arrived, so waiting costs no heap memory.
+pub(crate) fn poll_read_stream<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Poll<io::Result<Option<usize>>> {
+    let read = if buf.capacity() == 0 {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
+        let mut rb = ReadBuf::uninit(&mut scratch[..SCRATCH.min(limit)]);
+        match ready!(Pin::new(&mut *io).poll_read(cx, &mut rb)) {
+            Ok(()) => {
+                let filled = rb.filled();
+                if !filled.is_empty() {
+                    buf.reserve(READ_CHUNK.max(filled.len()));
+                    buf.extend_from_slice(filled);
+                }
+                Ok(filled.len())
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
+            // On an empty buffer whose packets were all dropped, this
+            // reclaims the whole allocation in place instead of reading
+            // into its tail.
+            buf.reserve(READ_CHUNK);
+        }
+        let mut limited = (&mut *buf).limit(limit);
+        ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut *io),
+            cx,
+            &mut limited
+        ))
+    };
+    match read {
+        Ok(n) => Poll::Ready(Ok((n > 0).then_some(n))),
+        // A TLS peer that closes its TCP socket without a close_notify:
+        // rustls calls that an unexpected EOF. Its packets before it were
+        // whole and are owed replies, so it ends the input like a FIN on
+        // plain TCP (a packet cut short is still reported as such).
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            tracing::debug!("the peer ended its input without a close_notify");
+            Poll::Ready(Ok(None))
+        }
+        Err(e) => Poll::Ready(Err(e)),
     }
 }
 
@@ -112,9 +146,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Sink<Bytes, Error = E> + Unpin,
     E: Into<crate::BoxError>,
 {
-    fn framed(&self) -> bool {
-        true
-    }
+    const FRAMED: bool = true;
 
     fn poll_read_into(
         &mut self,
