@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::conn::Conn;
+use super::conn::{Conn, ReadSide, WriteSide};
 
 /// A lingering close ends once the peer has sent nothing for this long: a
 /// quiet socket has nothing unread to turn the close into a reset.
@@ -24,14 +24,14 @@ where
     /// wait time. Returns whether the peer may still be sending (its side
     /// is open), for [`linger`](Self::linger).
     pub(super) async fn shutdown(&mut self) -> bool {
-        if self.broken {
+        if self.write == WriteSide::Broken {
             return false;
         }
         let wait = self.session.wait_time();
         let reason = self.close_reason;
         let io = &mut self.io;
         let closed = tokio::time::timeout(wait, poll_fn(|cx| io.poll_close(cx, reason))).await;
-        matches!(closed, Ok(Ok(()))) && !self.eof
+        matches!(closed, Ok(Ok(()))) && self.read == ReadSide::Open
     }
 
     /// Gives back the input the session held (its charge on the budget).

@@ -10,14 +10,33 @@
 //! | write     | `wbuf` to the socket, only when nothing else moved (batching) or above high water |
 //! | timer     | ticks, read timeout, write timeout, drain deadline, idle release |
 //!
-//! The session's phase:
+//! Every state a session can be in is the product of four named parts:
+//! its **phase**, its **read side**, its **write side** and one
+//! **failure** slot (`failure`: the error that closes it, until that error
+//! has passed the stack as `Event::Error`).
 //!
 //! | phase        | reads | starts events        | writes | next                                  |
 //! |--------------|-------|----------------------|--------|---------------------------------------|
-//! | `Opening`    | no    | `Open` only          | yes    | `Running` when `Open` answers; `Draining` on close or refusal |
-//! | `Running`    | yes   | all                  | yes    | `Draining` on close, EOF or failure   |
-//! | `Draining`   | no    | held errors, decoded packets | yes | done when nothing is left; `Abandoned` at the deadline |
+//! | `Opening`    | no    | `Open` only          | yes    | `Running` when `Open` answers; `Draining` on `close()`, a failure or a refusal |
+//! | `Running`    | yes   | all                  | yes    | `Draining` on `close()`, EOF or a failure |
+//! | `Draining`   | no    | the failure, reported errors, packets already decoded | yes | done when nothing is left; `Abandoned` at its deadline (the wait time) |
 //! | `Abandoned`  | no    | no                   | no     | done                                  |
+//!
+//! | read side | meaning | next |
+//! |-----------|---------|------|
+//! | `Open`    | input may come | `Ended` at EOF, a close frame, TLS without close_notify |
+//! | `Ended`   | the peer ended its input: what is buffered is decoded, then the session drains | — |
+//!
+//! | write side | meaning | next |
+//! |------------|---------|------|
+//! | `Open`     | output is written | `Broken` on an I/O error or the write timeout |
+//! | `Broken`   | output is dropped; no close frame, no lingering | — |
+//!
+//! `Open`'s own progress is `Open::{Waiting, InFlight, Accepted, Refused}`:
+//! only a session whose `Open` was accepted passes `Close` through the
+//! stack. After the loop: the write side's goodbye (FIN, close_notify,
+//! WebSocket Close), `Close`, close callbacks, then the lingering close
+//! (`close.rs`).
 //!
 //! While `Open` is in flight the session already writes, keeps its write
 //! timeout and honours `close()`: a handler can greet its peer and await
@@ -30,7 +49,6 @@
 
 use std::{
     collections::VecDeque,
-    future::Future,
     io,
     pin::Pin,
     sync::Arc,
@@ -77,6 +95,25 @@ pub(super) enum Phase {
     Abandoned,
 }
 
+/// The read side of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadSide {
+    /// Input may come (whether the driver reads it is the phase's say).
+    Open,
+    /// The peer ended its input (EOF, a close frame, TLS without
+    /// close_notify).
+    Ended,
+}
+
+/// The write side of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteSide {
+    /// Output can be written.
+    Open,
+    /// The socket failed or timed out writing: output is dropped.
+    Broken,
+}
+
 /// How the `Open` event went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Open {
@@ -110,12 +147,10 @@ pub(super) struct Conn<T, C, R, W> {
     /// The last event started was a reported error: a waiting packet goes
     /// next, so reports cannot starve input.
     after_report: bool,
-    pending_tick: bool,
+    pub(super) pending_tick: bool,
     max_in_flight: usize,
-    /// The peer ended its input (EOF or a close frame).
-    pub(super) eof: bool,
-    /// The socket cannot be written: drop output.
-    pub(super) broken: bool,
+    pub(super) read: ReadSide,
+    pub(super) write: WriteSide,
     pub(super) needs_flush: bool,
     /// In framed mode, the length of each packet waiting in `wbuf`.
     pub(super) frames: VecDeque<usize>,
@@ -128,9 +163,9 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) last_io: Instant,
     /// Buffers were used since they were last given back.
     pub(super) buffers_used: bool,
-    next_tick: Option<Instant>,
+    pub(super) next_tick: Option<Instant>,
     /// The cron period `next_tick` was computed with.
-    tick_period: Option<Duration>,
+    pub(super) tick_period: Option<Duration>,
     /// Since when the driver has been waiting on the socket for input (the
     /// read timeout runs only then, not while backpressure keeps it from
     /// reading), as getty sets a read deadline just before each read.
@@ -138,7 +173,7 @@ pub(super) struct Conn<T, C, R, W> {
     /// The last dispatch pass ended waiting on the socket.
     pub(super) read_blocked: bool,
     pub(super) stalled_since: Option<Instant>,
-    armed: Option<Instant>,
+    pub(super) armed: Option<Instant>,
     /// This turn's reading of the clock (see `now`).
     clock: Option<Instant>,
     /// The input budget this session charges, and what it charged.
@@ -193,8 +228,8 @@ where
             reported: VecDeque::new(),
             after_report: false,
             pending_tick: false,
-            eof: false,
-            broken: false,
+            read: ReadSide::Open,
+            write: WriteSide::Open,
             needs_flush: false,
             service_dead: false,
             last_read: now,
@@ -333,7 +368,7 @@ where
     }
 
     pub(super) fn io_failed(&mut self, source: io::Error) {
-        self.broken = true;
+        self.write = WriteSide::Broken;
         self.wbuf = BytesMut::new();
         self.rbuf = BytesMut::new();
         self.fail(Error::Io {
@@ -513,127 +548,10 @@ where
         }
     }
 
-    // ----- time --------------------------------------------------------------
-
-    /// Fires what is due and arms the timer for the next deadline.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> bool {
-        let now = Instant::now();
-        let mut fired = false;
-        let drain_deadline = match self.phase {
-            Phase::Draining { deadline } => Some(deadline),
-            _ => None,
-        };
-        if let Some(deadline) = drain_deadline {
-            if now >= deadline {
-                tracing::debug!("wait time over: abandoning what is left to write");
-                self.phase = Phase::Abandoned;
-                return true;
-            }
-        } else {
-            let period = self.session.cron_period();
-            if period != self.tick_period {
-                // A new period (set on the live session) counts from now.
-                self.tick_period = period;
-                self.next_tick = period.map(|p| now + p);
-            }
-            if let (Some(period), Some(next)) = (period, self.next_tick) {
-                if now >= next {
-                    self.pending_tick = true;
-                    // A keep-alive (a WebSocket ping) goes with the next flush.
-                    self.io.tick();
-                    if T::FRAMED {
-                        self.needs_flush = true;
-                    }
-                    self.next_tick = Some(now + period);
-                    fired = true;
-                }
-            }
-        }
-        let read_timeout = self
-            .session
-            .read_timeout()
-            .filter(|_| self.phase == Phase::Running);
-        if let (Some(timeout), Some(since)) = (read_timeout, self.read_waiting_since) {
-            if now >= since + timeout {
-                self.fail(Error::ReadTimeout {
-                    peer: self.session.peer_addr().clone(),
-                    timeout,
-                });
-                fired = true;
-            }
-        }
-        let write_timeout = self.session.write_timeout().filter(|_| self.owes_output());
-        if let (Some(timeout), Some(since)) = (write_timeout, self.stalled_since) {
-            if now >= since + timeout {
-                let pending = self.wbuf.len();
-                self.broken = true;
-                self.wbuf = BytesMut::new();
-                self.fail(Error::WriteTimeout {
-                    peer: self.session.peer_addr().clone(),
-                    timeout,
-                    pending,
-                });
-                fired = true;
-            }
-        }
-
-        // The earliest deadline still ahead.
-        let mut next = drain_deadline;
-        let mut consider = |d: Option<Instant>| {
-            if let Some(d) = d {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
-        };
-        if drain_deadline.is_none() {
-            consider(self.next_tick);
-        }
-        if self.phase == Phase::Running {
-            consider(
-                read_timeout
-                    .zip(self.read_waiting_since)
-                    .map(|(t, since)| since + t),
-            );
-        }
-        if self.owes_output() {
-            consider(
-                self.session
-                    .write_timeout()
-                    .zip(self.stalled_since)
-                    .map(|(t, s)| s + t),
-            );
-        }
-        if self.phase == Phase::Running {
-            consider(self.budget_deadline());
-        }
-        if let Some(release_at) = self.idle_release_at() {
-            if now >= release_at {
-                self.release_idle_buffers();
-            } else {
-                consider(Some(release_at));
-            }
-        }
-        match next {
-            None => self.armed = None,
-            Some(deadline) => {
-                // Re-arm only for an earlier deadline; a timer that fires
-                // early just leads here again (cheaper than a reset per turn).
-                if self.armed.is_none_or(|armed| deadline < armed) {
-                    timer.as_mut().reset(deadline);
-                    self.armed = Some(deadline);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    self.armed = None;
-                    fired = true;
-                }
-            }
-        }
-        fired
-    }
-
     /// Output is waiting for the socket: bytes in `wbuf`, or a flush the
     /// transport could not finish (a WebSocket's own buffer).
-    fn owes_output(&self) -> bool {
-        !self.broken && (!self.wbuf.is_empty() || self.needs_flush)
+    pub(super) fn owes_output(&self) -> bool {
+        self.write == WriteSide::Open && (!self.wbuf.is_empty() || self.needs_flush)
     }
 
     fn is_done(&self, in_flight: usize) -> bool {
@@ -650,7 +568,8 @@ where
                 in_flight == 0
                     && !events_left
                     && self.backlog.is_empty()
-                    && (self.broken || (self.wbuf.is_empty() && !self.needs_flush))
+                    && (self.write == WriteSide::Broken
+                        || (self.wbuf.is_empty() && !self.needs_flush))
                     && self.session.queue().is_empty()
             }
         }

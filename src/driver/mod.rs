@@ -6,6 +6,7 @@ mod close;
 mod conn;
 mod pipeline;
 mod read;
+mod timer;
 mod write;
 
 use std::{

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::conn::{Conn, HIGH_WATER};
+use super::conn::{Conn, ReadSide, HIGH_WATER};
 use crate::{
     budget::MIN_GRANT,
     error::panic_message,
@@ -75,7 +75,7 @@ where
                     }
                 }
             }
-            if self.eof {
+            if self.read == ReadSide::Ended {
                 if self.rbuf.is_empty() {
                     self.begin_drain();
                     return None;
@@ -137,7 +137,7 @@ where
                 }
                 Poll::Ready(Ok(None)) => {
                     self.settle_budget();
-                    self.eof = true;
+                    self.read = ReadSide::Ended;
                 }
                 Poll::Ready(Ok(Some(n))) => {
                     self.settle_budget();

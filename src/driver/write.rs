@@ -10,7 +10,10 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{conn::Conn, read::contain};
+use super::{
+    conn::{Conn, WriteSide},
+    read::contain,
+};
 use crate::{session::queue::Outbound, transport::Transport, BoxError, Session};
 
 /// First allocation of the write buffer.
@@ -36,7 +39,7 @@ where
     }
 
     fn encode(&mut self, pkg: W) -> bool {
-        if self.broken {
+        if self.write == WriteSide::Broken {
             return false;
         }
         let before = self.wbuf.len();
@@ -65,7 +68,7 @@ where
         if self.backlog.is_empty() && !self.session.queue().has_items() {
             return false;
         }
-        if self.broken {
+        if self.write == WriteSide::Broken {
             self.backlog.clear();
             self.flush_waiters.clear();
             self.session.queue().discard();
@@ -117,7 +120,7 @@ where
 
     /// Writes the buffer, then flushes. True when anything moved.
     pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.broken {
+        if self.write == WriteSide::Broken {
             return false;
         }
         let (mut bytes, mut writes) = (0u64, 0u64);
