@@ -21,6 +21,7 @@ use self::reconnect::{backoff, Attempt, Jitter, Watched};
 use crate::{
     codec::MakeCodec,
     driver,
+    session::Stages,
     tls::{parse_server_name, ClientTlsConfig},
     transport::{ws_connect, Io, StreamIo, UdpIo, WsIo, WsSettings},
     Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
@@ -273,7 +274,7 @@ impl ClientBuilder {
                 .max_buffered_input
                 .map(|max| Arc::new(crate::budget::InputBudget::new(max))),
             registry: Registry::default(),
-            stop: CancellationToken::new(),
+            stages: Stages::new(),
             tracker: TaskTracker::new(),
         };
         let target = Arc::new(target);
@@ -337,7 +338,9 @@ impl ClientBuilder {
 pub struct Client<W = bytes::Bytes> {
     budget: Option<Arc<crate::budget::InputBudget>>,
     registry: Registry<W>,
-    stop: CancellationToken,
+    /// How its sessions end (close, force, kill); `close` also stops
+    /// accepting or reconnecting.
+    stages: Stages,
     tracker: TaskTracker,
 }
 
@@ -346,7 +349,7 @@ impl<W> Clone for Client<W> {
         Client {
             budget: self.budget.clone(),
             registry: self.registry.clone(),
-            stop: self.stop.clone(),
+            stages: self.stages.clone(),
             tracker: self.tracker.clone(),
         }
     }
@@ -356,7 +359,7 @@ impl<W> fmt::Debug for Client<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("sessions", &self.registry.len())
-            .field("closed", &self.stop.is_cancelled())
+            .field("closed", &self.stages.close.is_cancelled())
             .finish()
     }
 }
@@ -382,7 +385,7 @@ impl<W> Client<W> {
     /// Stops reconnecting and closes every session (each drains within its
     /// wait time). Returns at once; [`closed`](Self::closed) waits for the end.
     pub fn close(&self) {
-        self.stop.cancel();
+        self.stages.close.cancel();
         self.registry.close_all();
     }
 
@@ -390,14 +393,16 @@ impl<W> Client<W> {
     /// sessions still running after `deadline` the way
     /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) does.
     pub async fn shutdown(&self, deadline: Duration) {
-        self.stop.cancel();
-        self.registry.end_all(&self.tracker, deadline).await;
+        self.stages.close.cancel();
+        self.registry
+            .end_all(&self.tracker, deadline, &self.stages)
+            .await;
     }
 
     /// Whether the client has stopped: [`close`](Self::close) was called,
     /// or every connection slot gave up reconnecting.
     pub fn is_closed(&self) -> bool {
-        self.stop.is_cancelled() || (self.tracker.is_closed() && self.tracker.is_empty())
+        self.stages.close.is_cancelled() || (self.tracker.is_closed() && self.tracker.is_empty())
     }
 
     /// Resolves once every connection slot has stopped: after
@@ -426,8 +431,8 @@ async fn run_slot<MC, M, R, W>(
     let mut failures: u32 = 0;
     loop {
         let attempt = tokio::select! {
-            _ = client.stop.cancelled() => break,
-            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings, &client.stop)) => {
+            _ = client.stages.close.cancelled() => break,
+            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings, &client.stages.close)) => {
                 r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
             }
         };
@@ -439,13 +444,19 @@ async fn run_slot<MC, M, R, W>(
                 local,
                 kind,
             }) => {
-                let session = Session::new(kind, local, peer.clone(), settings.config.clone());
+                let session = Session::with_stages(
+                    kind,
+                    local,
+                    peer.clone(),
+                    settings.config.clone(),
+                    &client.stages,
+                );
                 let _registered = client.registry.register(&session);
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
                 }
                 let ready: Result<&mut M, BoxError> = tokio::select! {
-                    _ = client.stop.cancelled() => Err("client closed".into()),
+                    _ = client.stages.close.cancelled() => Err("client closed".into()),
                     ready = make.ready() => ready.map_err(Into::into),
                 };
                 let watch = Arc::new(Attempt::default());
@@ -479,7 +490,7 @@ async fn run_slot<MC, M, R, W>(
                             .await
                     }
                 }
-                if client.stop.is_cancelled() {
+                if client.stages.close.is_cancelled() {
                     break;
                 }
                 if watch.started() {
@@ -523,7 +534,7 @@ async fn run_slot<MC, M, R, W>(
             }
         };
         tokio::select! {
-            _ = client.stop.cancelled() => break,
+            _ = client.stages.close.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
         }
     }

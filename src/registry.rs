@@ -7,6 +7,8 @@ use std::{
 
 use tokio_util::task::TaskTracker;
 
+use crate::session::Stages;
+
 use crate::Session;
 
 /// The live sessions of a server or client: count, look up by id, iterate,
@@ -99,7 +101,8 @@ impl<W> Registry<W> {
     /// then force (skip draining, abandon pending opens; `Close` still
     /// runs) and wait up to `deadline` again; then kill (abandon a `Close`
     /// still being handled) and wait for the tasks to end.
-    pub(crate) async fn end_all(&self, tracker: &TaskTracker, deadline: Duration) {
+    pub(crate) async fn end_all(&self, tracker: &TaskTracker, deadline: Duration, stages: &Stages) {
+        stages.close.cancel();
         self.close_all();
         if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
             return;
@@ -108,9 +111,8 @@ impl<W> Registry<W> {
             remaining = self.len(),
             "deadline passed: forcing the remaining sessions closed"
         );
-        for s in self.sessions() {
-            s.force_close();
-        }
+        stages.force.cancel();
+        self.wake_all();
         if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
             return;
         }
@@ -118,10 +120,16 @@ impl<W> Registry<W> {
             remaining = self.len(),
             "sessions still handling close: abandoning them"
         );
-        for s in self.sessions() {
-            s.kill();
-        }
+        stages.kill.cancel();
+        self.wake_all();
         tracker.wait().await;
+    }
+
+    /// Wakes every session's driver to look at its shutdown stage.
+    fn wake_all(&self) {
+        for s in self.sessions() {
+            s.wake_driver();
+        }
     }
 
     /// Adds a session; the guard removes it when dropped.

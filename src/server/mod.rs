@@ -20,11 +20,12 @@ use tokio::{
     net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, UnixListener, UnixStream},
     task::JoinHandle,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
 use crate::{
     budget::{InputBudget, DEFAULT_INPUT_BUDGET},
     codec::MakeCodec,
+    session::Stages,
     tls::ServerTlsConfig,
     transport::WsOptions,
     Addr, MakeSessionService, Registry, SessionConfig,
@@ -445,7 +446,7 @@ impl Server {
             budget: builder_budget(&self.builder),
             registry: Registry::default(),
             slots: Arc::default(),
-            stop: CancellationToken::new(),
+            stages: Stages::new(),
             tracker: TaskTracker::new(),
             addr: self.addr.clone(),
             accept: Mutex::new(None),
@@ -478,7 +479,9 @@ struct Shared<W> {
     registry: Registry<W>,
     /// Sessions admitted and not yet ended, handshakes included.
     slots: Arc<std::sync::atomic::AtomicUsize>,
-    stop: CancellationToken,
+    /// How its sessions end (close, force, kill); `close` also stops
+    /// accepting or reconnecting.
+    stages: Stages,
     tracker: TaskTracker,
     addr: Addr,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -563,7 +566,7 @@ impl<W> ServerHandle<W> {
     /// blocks its thread.
     pub async fn shutdown(&self, deadline: Duration) {
         let shared = &self.shared;
-        shared.stop.cancel();
+        shared.stages.close.cancel();
         let accept = shared
             .accept
             .lock()
@@ -573,6 +576,9 @@ impl<W> ServerHandle<W> {
             let _ = accept.await;
         }
         shared.tracker.close();
-        shared.registry.end_all(&shared.tracker, deadline).await;
+        shared
+            .registry
+            .end_all(&shared.tracker, deadline, &shared.stages)
+            .await;
     }
 }

@@ -134,7 +134,7 @@ where
         let mut backoff = MIN_BACKOFF;
         loop {
             let accepted = tokio::select! {
-                _ = self.shared.stop.cancelled() => break,
+                _ = self.shared.stages.close.cancelled() => break,
                 r = listener.accept() => r,
             };
             let (conn, peer, local) = match accepted {
@@ -146,7 +146,7 @@ where
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
                     tokio::select! {
-                        _ = self.shared.stop.cancelled() => break,
+                        _ = self.shared.stages.close.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -199,7 +199,7 @@ where
                     Box::pin(tls.acceptor.accept(stream)),
                 );
                 let done = tokio::select! {
-                    _ = self.shared.stop.cancelled() => return,
+                    _ = self.shared.stages.close.cancelled() => return,
                     done = handshake => done,
                 };
                 match done {
@@ -226,7 +226,7 @@ where
                 let settings = WsSettings {
                     max: self.builder.config.max_packet_len,
                     write_timeout: self.builder.config.write_timeout,
-                    going_away: Some(self.shared.stop.clone()),
+                    going_away: Some(self.shared.stages.close.clone()),
                 };
                 // Boxed: the upgrade's state lives only while it runs, not in
                 // every session task's future.
@@ -235,7 +235,7 @@ where
                     Box::pin(ws_accept(io, &self.builder.ws, settings)),
                 );
                 let done = tokio::select! {
-                    _ = self.shared.stop.cancelled() => return,
+                    _ = self.shared.stages.close.cancelled() => return,
                     done = handshake => done,
                 };
                 match done {
@@ -289,7 +289,7 @@ where
     ) -> impl Future<Output = ()> {
         // Not an async fn: one that awaited `run_made_session` would hold
         // its arguments beside that future, in every idle session's task.
-        let session = Session::new(kind, local, peer, config);
+        let session = Session::with_stages(kind, local, peer, config, &self.shared.stages);
         self.run_made_session(link, session, Some(slot))
     }
 
@@ -310,7 +310,7 @@ where
             transport = transport_name(kind),
         );
         let _registered = self.shared.registry.register(&session);
-        if self.shared.stop.is_cancelled() {
+        if self.shared.stages.close.is_cancelled() {
             // Shutdown began during the handshake, after it closed the sessions
             // it knew of.
             session.close();
@@ -318,7 +318,7 @@ where
         let making = {
             let mut make = self.make.lock().await;
             let ready: Result<&mut M, BoxError> = tokio::select! {
-                _ = self.shared.stop.cancelled() => Err("server shutting down".into()),
+                _ = self.shared.stages.close.cancelled() => Err("server shutting down".into()),
                 ready = make.ready() => ready.map_err(Into::into),
             };
             ready.and_then(|make| driver::call_make(make, &session))
@@ -345,7 +345,7 @@ where
         let cap = self.builder.max_sessions.unwrap_or(DEFAULT_UDP_SESSIONS);
         loop {
             let (n, from) = tokio::select! {
-                _ = self.shared.stop.cancelled() => break,
+                _ = self.shared.stages.close.cancelled() => break,
                 r = socket.recv_from(&mut buf) => match r {
                     Ok(r) => r,
                     // An ICMP error for an earlier reply; nothing to do here.
@@ -353,7 +353,7 @@ where
                     Err(e) => {
                         tracing::warn!(error = %e, "UDP receive failed; retrying");
                         tokio::select! {
-                            _ = self.shared.stop.cancelled() => break,
+                            _ = self.shared.stages.close.cancelled() => break,
                             _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
                         }
                     }
@@ -404,11 +404,12 @@ where
             };
             let (io, tx) = udp_peer_session(Arc::clone(&socket), from, config.max_packet_len);
             let _ = tx.try_send(datagram);
-            let session = Session::new(
+            let session = Session::with_stages(
                 EndpointKind::UdpServer,
                 local.clone(),
                 Addr::from(from),
                 config.clone(),
+                &self.shared.stages,
             );
             peers.insert(
                 from,

@@ -18,7 +18,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 pub use self::config::SessionConfig;
 pub(crate) use self::stats::Counters;
@@ -102,6 +103,38 @@ impl fmt::Display for EndpointKind {
 
 /// `u64::MAX` nanoseconds stands for "no duration".
 const NONE: u64 = u64::MAX;
+
+/// How sessions end, as tokio-util cancellation tokens: `close` (drain
+/// within the wait time), `force` (skip the drain, abandon a pending open;
+/// `Close` still passes) and `kill` (abandon a `Close` still being handled).
+/// Each is a child of the next, so killing forces and forcing closes. A
+/// server or client holds one set for all its sessions; each session has a
+/// `close` of its own, a child of its owner's, and shares the owner's
+/// `force` and `kill`.
+#[derive(Debug, Clone)]
+pub(crate) struct Stages {
+    pub(crate) close: CancellationToken,
+    pub(crate) force: CancellationToken,
+    pub(crate) kill: CancellationToken,
+}
+
+impl Stages {
+    pub(crate) fn new() -> Self {
+        let kill = CancellationToken::new();
+        let force = kill.child_token();
+        let close = force.child_token();
+        Stages { close, force, kill }
+    }
+
+    /// A session's stages under this owner.
+    fn for_session(&self) -> Stages {
+        Stages {
+            close: self.close.child_token(),
+            force: self.force.clone(),
+            kill: self.kill.clone(),
+        }
+    }
+}
 
 /// A place held in a session's outbound queue, from
 /// [`Session::reserve`]: sending through it never waits. Dropped unused,
@@ -211,14 +244,11 @@ struct Inner<W> {
     counters: Counters,
     settings: Settings,
     queue: Queue<W>,
-    closed: AtomicBool,
-    /// Shutdown stage 2: skip the drain, abandon a pending open.
-    forced: AtomicBool,
-    /// Shutdown stage 3: abandon a pending close.
-    killed: AtomicBool,
-    finished: AtomicBool,
-    /// Wakes whoever waits for one of the flags above.
-    changed: Notify,
+    /// The session's shutdown stages (see [`Stages`]): its own `close`
+    /// token, and its owner's `force` and `kill` tokens.
+    stages: Stages,
+    /// The session ended: `Close` passed, the close callbacks ran.
+    finished: CancellationToken,
     /// Errors raised by the application or a layer, for the driver to pass
     /// down the stack; `true` marks one that closes the session.
     raised: Mutex<Vec<(Error, bool)>>,
@@ -351,6 +381,19 @@ impl<W> Session<W> {
     /// assert_eq!(s.try_send(2), Err(SendError::Blocked));
     /// ```
     pub fn new(kind: EndpointKind, local: Addr, peer: Addr, config: SessionConfig) -> Self {
+        Session::with_stages(kind, local, peer, config, &Stages::new())
+    }
+
+    /// A session ended by `owner`'s stages: its close token is a child of
+    /// the owner's, so an owner that closed before the session was made
+    /// (a handshake still running at shutdown) makes it closed.
+    pub(crate) fn with_stages(
+        kind: EndpointKind,
+        local: Addr,
+        peer: Addr,
+        config: SessionConfig,
+        owner: &Stages,
+    ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Session {
             inner: Arc::new(Inner {
@@ -373,11 +416,8 @@ impl<W> Session<W> {
                     ordered_responses: AtomicBool::new(config.ordered_responses),
                 },
                 queue: Queue::new(config.queue_capacity),
-                closed: AtomicBool::new(false),
-                forced: AtomicBool::new(false),
-                killed: AtomicBool::new(false),
-                finished: AtomicBool::new(false),
-                changed: Notify::new(),
+                stages: owner.for_session(),
+                finished: CancellationToken::new(),
                 raised: Mutex::new(Vec::new()),
                 has_raised: AtomicBool::new(false),
                 written: AtomicU64::new(now_nanos()),
@@ -726,7 +766,7 @@ impl<W> Session<W> {
 
     /// Whether [`close`](Session::close) was called or the connection ended.
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.stages.close.is_cancelled()
     }
 
     /// Closes the session. Idempotent and safe from any task.
@@ -736,9 +776,8 @@ impl<W> Session<W> {
     /// [`Event::Close`](crate::Event::Close) passes the stack once and the
     /// close callbacks run.
     pub fn close(&self) {
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.queue.close();
-        }
+        self.inner.stages.close.cancel();
+        self.inner.queue.close();
     }
 
     /// Passes `reason` down the session's stack as
@@ -805,23 +844,7 @@ impl<W> Session<W> {
     /// Resolves once the session has ended: the socket is closed, `Close`
     /// passed the stack and the close callbacks ran.
     pub async fn finished(&self) {
-        self.until(&self.inner.finished).await;
-    }
-
-    /// Waits until `flag` is set (each setter notifies `changed`).
-    async fn until(&self, flag: &AtomicBool) {
-        loop {
-            let notified = self.inner.changed.notified();
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn raise(&self, flag: &AtomicBool) {
-        flag.store(true, Ordering::Release);
-        self.inner.changed.notify_waiters();
+        self.inner.finished.cancelled().await;
     }
 
     /// Registers `callback` to run once after the session closes (getty's
@@ -882,34 +905,25 @@ impl<W> Session<W> {
         &self.inner.counters
     }
 
-    /// Closes without draining, abandoning a pending open or new-session
-    /// callback: used when a graceful deadline has passed. `Close` still
-    /// passes the stack.
-    pub(crate) fn force_close(&self) {
-        self.close();
-        self.raise(&self.inner.forced);
+    /// Wakes the session's driver (to look at its shutdown stage).
+    pub(crate) fn wake_driver(&self) {
         self.inner.queue.wake_driver();
     }
 
     pub(crate) fn is_forced(&self) -> bool {
-        self.inner.forced.load(Ordering::Acquire)
+        self.inner.stages.force.is_cancelled()
     }
 
-    /// Resolves once the session is forced closed.
+    /// Resolves once the session is forced closed (its owner's second
+    /// shutdown stage: skip the drain, abandon a pending open).
     pub(crate) async fn forced(&self) {
-        self.until(&self.inner.forced).await;
+        self.inner.stages.force.cancelled().await;
     }
 
-    /// The last resort after forcing: a `Close` still being handled is
-    /// abandoned.
-    pub(crate) fn kill(&self) {
-        self.force_close();
-        self.raise(&self.inner.killed);
-    }
-
-    /// Resolves once the session is killed.
+    /// Resolves once the session is killed (the last stage: a `Close` still
+    /// being handled is abandoned).
     pub(crate) async fn killed(&self) {
-        self.until(&self.inner.killed).await;
+        self.inner.stages.kill.cancelled().await;
     }
 
     /// The end of a session: runs the close callbacks in order, then wakes
@@ -920,6 +934,6 @@ impl<W> Session<W> {
         for callback in callbacks {
             run_contained(self.inner.id, callback);
         }
-        self.raise(&self.inner.finished);
+        self.inner.finished.cancel();
     }
 }
