@@ -143,11 +143,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
             );
             // One binary message is one packet: no length prefix inside it.
             builder
-                .connect_ws(
-                    &target,
-                    |_: &Session| BytesCodec::new(),
-                    forward_to::<BytesMut>(tx),
-                )
+                .connect_ws(&target, BytesCodec::new(), forward_to::<BytesMut>(tx))
                 .await?
         }
         "udp" => {
@@ -155,7 +151,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
             builder
                 .connect_udp(
                     a.addr.as_str(),
-                    |_: &Session| BytesCodec::new(),
+                    BytesCodec::new(),
                     forward_to::<BytesMut>(tx),
                 )
                 .await

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use self::reconnect::{backoff, Attempt, Jitter, Watched};
 use crate::{
-    codec::MakeCodec,
+    codec::{MakeCodec, MakeCodecFor},
     driver,
     tls::{parse_server_name, ClientTlsConfig},
     transport::{ws_connect, Io, StreamIo, UdpIo, WsIo, WsSettings},
@@ -184,8 +184,7 @@ impl ClientBuilder {
         make: M,
     ) -> Client<W>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
         R: Send + 'static,
         W: Send + 'static,
@@ -202,8 +201,7 @@ impl ClientBuilder {
         make: M,
     ) -> Client<W>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
         R: Send + 'static,
         W: Send + 'static,
@@ -227,8 +225,7 @@ impl ClientBuilder {
         make: M,
     ) -> Result<Client<W>, crate::BoxError>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
         R: Send + 'static,
         W: Send + 'static,
@@ -251,8 +248,7 @@ impl ClientBuilder {
         make: M,
     ) -> Client<W>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
         R: Send + 'static,
         W: Send + 'static,

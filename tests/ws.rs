@@ -129,7 +129,7 @@ async fn ws_server(builder: ServerBuilder, seen: &Seen) -> ServerHandle {
     let server = builder.bind("127.0.0.1:0").await.expect("bind");
     let seen = seen.clone();
     server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             seen.made.fetch_add(1, Ordering::SeqCst);
             Ok::<_, BoxError>(ListenerService::new(Rec {
@@ -146,7 +146,7 @@ async fn ws_client(builder: ClientBuilder, url: &str, seen: &Seen) -> Client {
     builder
         .connect_ws(
             url,
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 seen.made.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, BoxError>(ListenerService::new(Rec {

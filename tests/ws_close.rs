@@ -53,7 +53,7 @@ async fn echo_server(config: SessionConfig) -> (ServerHandle, Log) {
     let log = Log::default();
     let l = log.clone();
     let handle = server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
         }),

@@ -24,12 +24,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     budget::{InputBudget, DEFAULT_INPUT_BUDGET},
-    codec::MakeCodec,
+    codec::MakeCodecFor,
     tls::ServerTlsConfig,
     transport::WsOptions,
     Addr, MakeSessionService, Registry, SessionConfig,
 };
-use tokio_util::codec::Decoder;
 
 /// Builds a [`Server`]: getty's server options.
 ///
@@ -426,7 +425,10 @@ impl Server {
     /// `NewSessionCallback`: any tower `MakeService`, or
     /// [`new_session_fn`](crate::new_session_fn)) builds its service stack
     /// from it or refuses it, then `codec` makes its codec, and a task drives
-    /// it until it closes.
+    /// it until it closes. `codec` is any `Clone` tokio-util codec (each
+    /// session gets a clone, e.g. `LinesCodec::new()`), or
+    /// [`codec::per_session`](crate::codec::per_session)`(|session| ...)` to
+    /// make each from its session.
     ///
     /// Accept errors never stop the server: a failed accept (EMFILE and the
     /// like) is logged and retried after a growing pause (5 ms to 1 s).
@@ -435,8 +437,7 @@ impl Server {
     /// Outside a tokio runtime.
     pub fn serve<MC, M, R, W>(self, codec: MC, make: M) -> ServerHandle<W>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,
