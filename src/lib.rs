@@ -11,9 +11,12 @@
 //! is usually an [`EventListener`] adapted by [`ListenerService`]; any tower
 //! layer can wrap it.
 //!
+//! What a first program needs besides is re-exported: [`Bytes`],
+//! [`BytesMut`], [`service_fn`], [`Service`], [`ServiceExt`], [`Layer`],
+//! [`ServiceBuilder`], and tokio-util's codecs in [`codec`].
+//!
 //! ```no_run
-//! use bytes::Bytes;
-//! use getty::{codec::LengthCodec, new_session_fn, EventListener, ListenerService, Server, Session};
+//! use getty::{codec::LengthCodec, new_session_fn, Bytes, EventListener, ListenerService, Server, Session};
 //!
 //! struct Echo;
 //!
@@ -85,6 +88,13 @@ pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use service::{MakeSessionService, SessionService};
 pub use session::{EndpointKind, SendPermit, Session, SessionConfig, SessionStats, WeakSession};
+
+// What a first program needs, so that it needs no `bytes` or `tower`
+// dependency of its own (and none of a mismatched version).
+#[doc(no_inline)]
+pub use bytes::{Bytes, BytesMut};
+#[doc(no_inline)]
+pub use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 // The README's examples compile as doctests, so the front door cannot rot.
 #[cfg(doctest)]

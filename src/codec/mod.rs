@@ -1,6 +1,7 @@
 //! Codecs: bytes into packets and back.
 //!
-//! Any [`tokio_util::codec`] `Decoder` + `Encoder<W>` works. A server or
+//! Any [`tokio_util::codec`] `Decoder` + `Encoder<W>` works; tokio-util's
+//! own codecs and traits are re-exported here. A server or
 //! client makes one codec per session through [`MakeCodec`]:
 //!
 //! - any codec value that is `Clone` (`LinesCodec::new()`,
@@ -22,7 +23,7 @@
 //! # async fn demo() -> std::io::Result<()> {
 //! let echo = || {
 //!     new_session_fn(|_: &Session<String>| {
-//!         Ok::<_, Infallible>(tower::service_fn(|req: Request<String, String>| async move {
+//!         Ok::<_, Infallible>(getty::service_fn(|req: Request<String, String>| async move {
 //!             Ok::<_, Infallible>(req.into_message())
 //!         }))
 //!     })
@@ -44,10 +45,14 @@ mod too_large;
 pub use self::length::{LengthCodec, LengthCodecBuilder, LengthCodecError};
 pub use self::read_writer::{ReadWriter, ReadWriterCodec, ReadWriterError, SessionCodec};
 pub use self::too_large::PacketTooLarge;
+// tokio-util's codecs, so that they need no dependency of their own.
+#[doc(no_inline)]
+pub use tokio_util::codec::{
+    AnyDelimiterCodec, BytesCodec, Decoder, Encoder, LengthDelimitedCodec, LinesCodec,
+    LinesCodecError,
+};
 
 use std::{any::Any, fmt};
-
-use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{BoxError, Session};
 
