@@ -86,7 +86,7 @@ pub use event::{Event, Request};
 pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
-pub use service::{MakeSessionService, SessionService};
+pub use service::{MakeSessionService, Packet, SessionService};
 pub use session::{EndpointKind, SendPermit, Session, SessionConfig, SessionStats, WeakSession};
 
 // What a first program needs, so that it needs no `bytes` or `tower`

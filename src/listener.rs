@@ -20,6 +20,29 @@ use crate::{BoxError, Error, Event, Request, Session};
 /// `on_message` answers by returning a packet, written back in order; a
 /// listener can also [`send`](Session::send) at any time.
 ///
+/// `P` and `W` are the codec's packet types (what it decodes, what it
+/// encodes): a listener served with a codec whose packets differ is a
+/// compile error that names both types ("`Lines` is not an
+/// `EventListener` for sessions with incoming packets of type `Bytes` and
+/// outgoing packets of type `Bytes`"):
+///
+/// ```compile_fail,E0277
+/// use getty::{codec::LengthCodec, new_session_fn, BoxError, EventListener, ListenerService, Server, Session};
+///
+/// struct Lines;
+/// impl EventListener<String, String> for Lines {
+///     fn on_message(&mut self, _: &Session<String>, line: String) -> Option<String> { Some(line) }
+/// }
+///
+/// fn serve(server: Server) {
+///     // LengthCodec's packets are `Bytes`, the listener's `String`.
+///     server.serve(
+///         LengthCodec::new(),
+///         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Lines))),
+///     );
+/// }
+/// ```
+///
 /// ```
 /// use bytes::Bytes;
 /// use getty::{BoxError, EventListener, Session};
@@ -36,6 +59,14 @@ use crate::{BoxError, Error, Event, Request, Session};
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `EventListener` for sessions with incoming packets of type `{P}` and outgoing packets of type `{W}`",
+    label = "does not listen to `{P}` packets answered with `{W}`",
+    note = "the codec decides both types: `{P}` is its `Decoder::Item` and `{W}` what its `Encoder` takes \
+            (`LengthCodec`: `Bytes` and `Bytes`; `LinesCodec`: `String` and `String`; \
+            `LengthDelimitedCodec`: `BytesMut` and `Bytes`)",
+    note = "implement `EventListener<{P}, {W}>` for `{Self}`, or serve it with a codec whose packets are the listener's"
+)]
 pub trait EventListener<P, W = Bytes>: Send + 'static {
     /// The session opened (getty's `OnOpen`). An error refuses it: the
     /// connection is closed and no other event follows.
