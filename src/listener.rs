@@ -17,8 +17,8 @@ use crate::{BoxError, Error, Event, Request, Session};
 /// run on the session's task: keep them short, and spawn or use a tower
 /// service for slow work.
 ///
-/// `on_message` answers by returning a packet, written back in order; a
-/// listener can also [`send`](Session::send) at any time.
+/// `on_open` and `on_message` answer by returning a packet, written back in
+/// order; a listener can also [`send`](Session::send) at any time.
 ///
 /// `P` and `W` are the codec's packet types (what it decodes, what it
 /// encodes): a listener served with a codec whose packets differ is a
@@ -44,15 +44,14 @@ use crate::{BoxError, Error, Event, Request, Session};
 /// ```
 ///
 /// ```
-/// use bytes::Bytes;
-/// use getty::{BoxError, EventListener, Session};
+/// use getty::{BoxError, Bytes, EventListener, Session};
 ///
 /// struct Echo;
 ///
 /// impl EventListener<Bytes> for Echo {
-///     fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+///     fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
 ///         println!("{session} opened");
-///         Ok(())
+///         Ok(Some(Bytes::from_static(b"welcome"))) // the peer's first packet
 ///     }
 ///     fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
 ///         Some(pkg)
@@ -68,11 +67,14 @@ use crate::{BoxError, Error, Event, Request, Session};
     note = "implement `EventListener<{P}, {W}>` for `{Self}`, or serve it with a codec whose packets are the listener's"
 )]
 pub trait EventListener<P, W = Bytes>: Send + 'static {
-    /// The session opened (getty's `OnOpen`). An error refuses it: the
-    /// connection is closed and no other event follows.
-    fn on_open(&mut self, session: &Session<W>) -> Result<(), BoxError> {
+    /// The session opened (getty's `OnOpen`). Return `Ok(Some(pkg))` to
+    /// greet the peer: `pkg` is written before any answer to the peer's
+    /// packets, as a service's answer to [`Event::Open`] is. An error
+    /// refuses the session: the connection is closed and no other event
+    /// follows.
+    fn on_open(&mut self, session: &Session<W>) -> Result<Option<W>, BoxError> {
         let _ = session;
-        Ok(())
+        Ok(None)
     }
 
     /// A packet arrived (getty's `OnMessage`); return a packet to answer.
@@ -157,7 +159,7 @@ where
         let session = &req.session;
         let l = &mut self.listener;
         ready(match req.event {
-            Event::Open => l.on_open(session).map(|()| None),
+            Event::Open => l.on_open(session),
             Event::Message(pkg) => Ok(l.on_message(session, pkg)),
             Event::Tick => {
                 l.on_cron(session);

@@ -29,9 +29,9 @@ struct ClientSide {
 }
 
 impl EventListener<Bytes> for ClientSide {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.log
@@ -403,7 +403,7 @@ async fn connections_lost_at_once_reconnect_at_different_times() {
 async fn a_session_refused_on_open_counts_as_a_failed_attempt() {
     struct Refuse;
     impl EventListener<Bytes> for Refuse {
-        fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+        fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
             Err("not today".into())
         }
         fn on_message(&mut self, _: &Session, _: Bytes) -> Option<Bytes> {

@@ -389,9 +389,9 @@ struct Numbered {
 }
 
 impl EventListener<Bytes> for Numbered {
-    fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push(format!("open:{}", session.kind()));
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.n += 1;

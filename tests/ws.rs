@@ -93,9 +93,9 @@ struct Rec {
 }
 
 impl<P: Into<Bytes> + Send + 'static> EventListener<P> for Rec {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.seen.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: P) -> Option<Bytes> {
         let pkg: Bytes = pkg.into();

@@ -35,9 +35,9 @@ struct Echo {
 }
 
 impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
         self.log
