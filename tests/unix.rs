@@ -158,7 +158,7 @@ async fn a_unix_socket_server_and_client_echo_with_unix_kinds_and_addresses() {
 #[should_panic(expected = "no IP address")]
 async fn local_addr_of_a_unix_server_panics_pointing_to_addr() {
     let path = SockPath::new();
-    let server = Server::builder().bind_unix(&*path).expect("bind_unix");
+    let server: Server = Server::builder().bind_unix(&*path).expect("bind_unix");
     let _ = server.local_addr();
 }
 
@@ -334,7 +334,7 @@ async fn binding_over_an_existing_file_is_an_error_and_leaves_the_file_alone() {
     let path = SockPath::new();
     std::fs::write(&*path, b"precious").unwrap();
     let err = Server::builder()
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("bind over a regular file");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert_eq!(std::fs::read(&*path).unwrap(), b"precious");
@@ -345,7 +345,7 @@ async fn binding_over_a_live_socket_is_an_error_and_the_first_server_keeps_servi
     let path = SockPath::new();
     let (server, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
     let err = Server::builder()
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("bind over a live socket");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert!(is_socket(&path));
@@ -371,7 +371,7 @@ async fn bind_unix_with_tls_is_an_invalid_input_error() {
     let path = SockPath::new();
     let err = Server::builder()
         .tls(ServerTlsConfig::from_rustls(Arc::new(config)))
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("TLS over a Unix socket");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("TLS"), "{err}");
