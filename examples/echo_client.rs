@@ -121,7 +121,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
         "unix" => {
             builder
                 .connect_unix(&a.addr, LengthCodec::new(), forward_to::<Bytes>(tx))
-                .await
+                .await?
         }
         "tcp" | "tls" => {
             if a.transport == "tls" {
@@ -129,7 +129,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
             }
             builder
                 .connect(a.addr.as_str(), LengthCodec::new(), forward_to::<Bytes>(tx))
-                .await
+                .await?
         }
         "ws" | "wss" => {
             if a.transport == "wss" {
@@ -154,7 +154,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
                     BytesCodec::new(),
                     forward_to::<BytesMut>(tx),
                 )
-                .await
+                .await?
         }
         other => {
             return Err(

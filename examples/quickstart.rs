@@ -89,7 +89,7 @@ async fn main() -> Result<(), BoxError> {
                 }))
             }),
         )
-        .await;
+        .await?;
     let session = client
         .sessions()
         .sessions()

@@ -1,23 +1,29 @@
 //! The TCP client: N sessions to one address, each reconnecting after loss.
 
+mod connected;
 mod reconnect;
+
+pub use self::connected::{ConnectError, ConnectHook, WaitConnectedError};
 
 use std::{
     fmt, io,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use tokio::{
     net::{TcpStream, UnixStream},
-    sync::oneshot,
+    sync::{oneshot, watch},
 };
 use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 use tracing::Instrument;
 
-use self::reconnect::{backoff, Attempt, Jitter, Watched};
+use self::{
+    connected::run_hook,
+    reconnect::{backoff, Attempt, Jitter, Watched},
+};
 use crate::{
     codec::{MakeCodec, MakeCodecFor},
     driver,
@@ -46,8 +52,9 @@ use crate::{
 ///     .max_reconnect_attempts(Some(20));
 /// # let _ = builder;
 /// ```
-#[derive(Debug, Clone)]
-pub struct ClientBuilder {
+#[derive(Clone)]
+pub struct ClientBuilder<H = ()> {
+    on_connect: H,
     config: SessionConfig,
     connection_number: usize,
     reconnect_interval: Duration,
@@ -58,9 +65,26 @@ pub struct ClientBuilder {
     max_buffered_input: Option<usize>,
 }
 
+impl<H> fmt::Debug for ClientBuilder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("connection_number", &self.connection_number)
+            .field("reconnect_interval", &self.reconnect_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("max_reconnect_attempts", &self.max_reconnect_attempts)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("max_buffered_input", &self.max_buffered_input)
+            .field("on_connect", &std::any::type_name::<H>())
+            .finish()
+    }
+}
+
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            on_connect: (),
             config: SessionConfig::default(),
             connection_number: 1,
             reconnect_interval: Duration::from_millis(500),
@@ -73,7 +97,7 @@ impl Default for ClientBuilder {
     }
 }
 
-impl ClientBuilder {
+impl<H> ClientBuilder<H> {
     /// Settings every session starts with.
     pub fn session_config(mut self, config: SessionConfig) -> Self {
         self.config = config;
@@ -161,6 +185,52 @@ impl ClientBuilder {
         self
     }
 
+    /// Runs `hook` each time a session starts (getty users: where a
+    /// reconnected client logs in or subscribes again): after the
+    /// new-session callback and `Open` accepted it, on the session's task,
+    /// before its first packet is handled. Keep it short; it can
+    /// [`send`](Session::try_send) without waiting. A panic in it is logged
+    /// and the session carries on. Replaces an earlier hook.
+    ///
+    /// ```no_run
+    /// use getty::{codec::LengthCodec, new_session_fn, BoxError, Bytes, Client, ListenerService, Session};
+    /// # use getty::EventListener;
+    /// # struct Quiet;
+    /// # impl EventListener<Bytes> for Quiet {
+    /// #     fn on_message(&mut self, _: &Session, _: Bytes) -> Option<Bytes> { None }
+    /// # }
+    ///
+    /// # async fn demo() -> Result<(), BoxError> {
+    /// let client = Client::builder()
+    ///     .on_connect(|session| {
+    ///         // Every (re)connect subscribes again.
+    ///         let _ = session.try_send(Bytes::from_static(b"SUBSCRIBE news"));
+    ///     })
+    ///     .connect(
+    ///         "127.0.0.1:19001",
+    ///         LengthCodec::new(),
+    ///         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Quiet))),
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_connect<W, F>(self, hook: F) -> ClientBuilder<F>
+    where
+        F: Fn(&Session<W>) + Send + Sync + 'static,
+    {
+        ClientBuilder {
+            on_connect: hook,
+            config: self.config,
+            connection_number: self.connection_number,
+            reconnect_interval: self.reconnect_interval,
+            max_backoff: self.max_backoff,
+            max_reconnect_attempts: self.max_reconnect_attempts,
+            connect_timeout: self.connect_timeout,
+            tls: self.tls,
+            max_buffered_input: self.max_buffered_input,
+        }
+    }
+
     /// How long one connection attempt may take, TLS handshake included.
     /// Default 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -169,11 +239,29 @@ impl ClientBuilder {
     }
 
     /// Starts the client's connections on the current tokio runtime and
-    /// resolves once each has made its first attempt (connected or failed;
-    /// failed ones keep retrying in the background).
+    /// resolves once each connection slot's first attempt has come to an
+    /// end: its session started (connected, TLS and WebSocket handshakes
+    /// done, the new-session callback and `Open` accepted it, the
+    /// [`on_connect`](Self::on_connect) hook run), or the attempt failed.
     ///
     /// `make` builds each session's service (getty's `NewSessionCallback`);
     /// it is cloned for every connection slot.
+    ///
+    /// Reconnecting is unchanged by how the first attempts went: a slot
+    /// whose attempt failed, or whose session later ends, tries again after
+    /// [`reconnect_interval`](Self::reconnect_interval) (with backoff, up to
+    /// [`max_reconnect_attempts`](Self::max_reconnect_attempts)).
+    /// [`Client::wait_connected`] waits for every slot. Over TLS 1.3 a
+    /// server that refuses the client's certificate says so only on the
+    /// first read, after the session started: `connect` counts that slot as
+    /// connected, and the slot counts the attempt as failed when the
+    /// refusal arrives.
+    ///
+    /// # Errors
+    /// When no slot's first attempt started a session. The client keeps
+    /// reconnecting while the [`ConnectError`] lives:
+    /// [`into_client`](ConnectError::into_client) keeps it, dropping the
+    /// error closes it.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -182,10 +270,11 @@ impl ClientBuilder {
         addr: impl Into<String>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -199,10 +288,11 @@ impl ClientBuilder {
         path: impl AsRef<Path>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -217,24 +307,30 @@ impl ClientBuilder {
     /// are the same.
     ///
     /// # Errors
-    /// When `url` is not a `ws://` or `wss://` URL with a host.
+    /// When `url` is not a `ws://` or `wss://` URL with a host
+    /// ([`ConnectError::is_invalid_target`]), or as for
+    /// [`connect`](Self::connect).
     pub async fn connect_ws<MC, M, R, W>(
         self,
         url: &str,
         codec: MC,
         make: M,
-    ) -> Result<Client<W>, crate::BoxError>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
-        let target = parse_ws_url(url)?;
+        let target = parse_ws_url(url).map_err(|e| ConnectError::invalid_target(url, e))?;
         if matches!(target, Target::Ws { secure: true, .. }) && self.tls.is_none() {
-            return Err(format!("{url}: a wss:// URL needs ClientBuilder::tls").into());
+            return Err(ConnectError::invalid_target(
+                url,
+                "a wss:// URL needs ClientBuilder::tls".into(),
+            ));
         }
-        Ok(self.start(target, codec, make).await)
+        self.start(target, codec, make).await
     }
 
     /// Like [`connect`](Self::connect), over a connected UDP socket: each
@@ -246,21 +342,28 @@ impl ClientBuilder {
         addr: impl Into<String>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
         self.start(Target::Udp(addr.into()), codec, make).await
     }
 
-    async fn start<MC, M, R, W>(self, target: Target, codec: MC, make: M) -> Client<W>
+    async fn start<MC, M, R, W>(
+        self,
+        target: Target,
+        codec: MC,
+        make: M,
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodec<W>,
         MC::Codec: Decoder<Item = R>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -271,6 +374,7 @@ impl ClientBuilder {
             registry: Registry::default(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            connected: Arc::new(watch::Sender::new(0)),
         };
         let target = Arc::new(target);
         let codec = Arc::new(codec);
@@ -294,10 +398,29 @@ impl ClientBuilder {
             );
         }
         client.tracker.close();
+        let mut first_error = None;
+        let mut any_started = false;
         for rx in first_attempts {
-            let _ = rx.await;
+            match rx.await {
+                Ok(Ok(())) => any_started = true,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error
+                        .get_or_insert_with(|| "the client closed during its first attempt".into());
+                }
+            }
         }
-        client
+        match first_error {
+            Some(first) if !any_started => Err(ConnectError::not_connected(
+                target.to_string(),
+                settings.connection_number,
+                first,
+                client,
+            )),
+            _ => Ok(client),
+        }
     }
 }
 
@@ -307,9 +430,9 @@ impl ClientBuilder {
 /// ```no_run
 /// use bytes::Bytes;
 /// use getty::{codec::LengthCodec, new_session_fn, Client, Request, Session};
-/// use std::convert::Infallible;
+/// use std::{convert::Infallible, time::Duration};
 ///
-/// # async fn demo() {
+/// # async fn demo() -> Result<(), getty::BoxError> {
 /// let client = Client::builder()
 ///     .connection_number(2)
 ///     .connect(
@@ -322,19 +445,22 @@ impl ClientBuilder {
 ///             }))
 ///         }),
 ///     )
-///     .await;
+///     .await?; // a session started, or an error saying why none did
+/// client.wait_connected(2, Duration::from_secs(5)).await?;
 /// for session in client.sessions().sessions() {
-///     session.send(Bytes::from_static(b"hello")).await.ok();
+///     session.send(Bytes::from_static(b"hello")).await?;
 /// }
 /// client.close();
 /// client.closed().await;
-/// # }
+/// # Ok(()) }
 /// ```
 pub struct Client<W = bytes::Bytes> {
     budget: Option<Arc<crate::budget::InputBudget>>,
     registry: Registry<W>,
     stop: CancellationToken,
     tracker: TaskTracker,
+    /// Sessions whose `Open` was accepted and that have not ended.
+    connected: Arc<watch::Sender<usize>>,
 }
 
 impl<W> Clone for Client<W> {
@@ -344,6 +470,7 @@ impl<W> Clone for Client<W> {
             registry: self.registry.clone(),
             stop: self.stop.clone(),
             tracker: self.tracker.clone(),
+            connected: Arc::clone(&self.connected),
         }
     }
 }
@@ -375,6 +502,57 @@ impl<W> Client<W> {
         self.registry.len()
     }
 
+    /// How many sessions have started (their new-session callback and
+    /// `Open` accepted them) and not yet ended. A session counts in
+    /// [`session_count`](Self::session_count) from the moment its socket is
+    /// connected, here only once it started.
+    pub fn connected_count(&self) -> usize {
+        *self.connected.borrow()
+    }
+
+    /// Waits until at least `n` sessions have started and not ended
+    /// ([`connected_count`](Self::connected_count)), for at most `timeout`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn demo(client: getty::Client) -> Result<(), getty::BoxError> {
+    /// // After connect: every one of the 4 slots is connected.
+    /// client.wait_connected(4, Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WaitConnectedError::TimedOut`] when `timeout` passed first;
+    /// [`WaitConnectedError::Closed`] at once when the client has stopped
+    /// (closed, or every slot gave up reconnecting).
+    pub async fn wait_connected(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitConnectedError> {
+        let mut connected = self.connected.subscribe();
+        let enough = connected.wait_for(|live| *live >= n);
+        tokio::select! {
+            reached = enough => if reached.is_ok() { return Ok(()) },
+            () = self.closed() => {}
+            () = tokio::time::sleep(timeout) => {
+                return Err(WaitConnectedError::TimedOut {
+                    connected: self.connected_count(),
+                    wanted: n,
+                    timeout,
+                });
+            }
+        }
+        let live = self.connected_count();
+        if live >= n {
+            return Ok(());
+        }
+        Err(WaitConnectedError::Closed {
+            connected: live,
+            wanted: n,
+        })
+    }
+
     /// Stops reconnecting and closes every session (each drains within its
     /// wait time). Returns at once; [`closed`](Self::closed) waits for the end.
     pub fn close(&self) {
@@ -403,22 +581,36 @@ impl<W> Client<W> {
     }
 }
 
-async fn run_slot<MC, M, R, W>(
+/// Where a slot reports how its first attempt went, once.
+type FirstAttempt = Arc<Mutex<Option<oneshot::Sender<Result<(), BoxError>>>>>;
+
+fn report(first_attempt: &FirstAttempt, outcome: impl FnOnce() -> Result<(), BoxError>) {
+    let tx = first_attempt
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(tx) = tx {
+        let _ = tx.send(outcome());
+    }
+}
+
+async fn run_slot<MC, M, H, R, W>(
     target: Arc<Target>,
-    settings: Arc<ClientBuilder>,
+    settings: Arc<ClientBuilder<H>>,
     codec: Arc<MC>,
     mut make: M,
     client: Client<W>,
-    first_attempt: oneshot::Sender<()>,
+    first_attempt: oneshot::Sender<Result<(), BoxError>>,
     mut jitter: Jitter,
 ) where
     MC: MakeCodec<W>,
     MC::Codec: Decoder<Item = R>,
     M: MakeSessionService<R, W>,
+    H: ConnectHook<W>,
     R: Send + 'static,
     W: Send + 'static,
 {
-    let mut first_attempt = Some(first_attempt);
+    let first_attempt: FirstAttempt = Arc::new(Mutex::new(Some(first_attempt)));
     let mut failures: u32 = 0;
     loop {
         let attempt = tokio::select! {
@@ -437,14 +629,20 @@ async fn run_slot<MC, M, R, W>(
             }) => {
                 let session = Session::new(kind, local, peer.clone(), settings.config.clone());
                 let _registered = client.registry.register(&session);
-                if let Some(tx) = first_attempt.take() {
-                    let _ = tx.send(());
-                }
                 let ready: Result<&mut M, BoxError> = tokio::select! {
                     _ = client.stop.cancelled() => Err("client closed".into()),
                     ready = make.ready() => ready.map_err(Into::into),
                 };
-                let watch = Arc::new(Attempt::default());
+                let watch = Arc::new(Attempt::calling({
+                    let (session, settings) = (session.clone(), Arc::clone(&settings));
+                    let (connected, first_attempt) =
+                        (Arc::clone(&client.connected), Arc::clone(&first_attempt));
+                    move || {
+                        connected.send_modify(|live| *live += 1);
+                        run_hook(&settings.on_connect, &session);
+                        report(&first_attempt, || Ok(()));
+                    }
+                }));
                 let making = ready
                     .and_then(|make| driver::call_make(make, &session))
                     .map(|making| {
@@ -475,6 +673,14 @@ async fn run_slot<MC, M, R, W>(
                             .await
                     }
                 }
+                if watch.opened() {
+                    client.connected.send_modify(|live| *live -= 1);
+                }
+                report(&first_attempt, || {
+                    Err("connected, but the session did not start (refused by the \
+                         new-session callback or Open, or closed first)"
+                        .into())
+                });
                 if client.stop.is_cancelled() {
                     break;
                 }
@@ -489,9 +695,9 @@ async fn run_slot<MC, M, R, W>(
                 }
             }
             Err(e) => {
-                if let Some(tx) = first_attempt.take() {
-                    let _ = tx.send(());
-                }
+                report(&first_attempt, || {
+                    Err(io::Error::new(e.kind(), e.to_string()).into())
+                });
                 Err(e.into())
             }
         };
@@ -602,9 +808,9 @@ struct Connected {
 
 /// Connects (and shakes hands, for TLS and WebSocket) once. A WebSocket
 /// session closed once `going_away` is cancelled says 1001.
-async fn open(
+async fn open<H>(
     target: &Target,
-    settings: &ClientBuilder,
+    settings: &ClientBuilder<H>,
     going_away: &CancellationToken,
 ) -> io::Result<Connected> {
     match target {

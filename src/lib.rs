@@ -79,7 +79,7 @@ pub mod tls;
 mod transport;
 
 pub use addr::Addr;
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ConnectError, ConnectHook, WaitConnectedError};
 pub use connection::{serve_connection, serve_messages, Connection};
 pub use error::{BoxError, Error, ErrorKind, SendError};
 pub use event::{Event, Request};

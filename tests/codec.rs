@@ -169,7 +169,8 @@ async fn length_codec_works_on_both_ends_of_a_getty_client_and_server() {
                 Ok::<_, BoxError>(ListenerService::new(Got { log: l.clone() }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "connected", || client.session_count() == 1).await;
     let s = client.sessions().sessions().pop().unwrap();
     s.send(Bytes::from_static(b"there and back")).await.unwrap();
@@ -378,7 +379,8 @@ async fn a_getty_style_read_writer_serves_a_line_protocol_end_to_end() {
                 Ok::<_, BoxError>(ListenerService::new(Heard { log: h.clone() }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "connected", || client.session_count() == 1).await;
     let s = client.sessions().sessions().pop().unwrap();
     s.send("ping".to_owned()).await.unwrap();

@@ -131,7 +131,8 @@ async fn a_connected_udp_client_talks_to_a_udp_server() {
                 }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     let session = client.sessions().sessions().pop().expect("a session");
     assert_eq!(session.kind(), EndpointKind::UdpClient);
     for text in ["one", "two"] {

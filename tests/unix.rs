@@ -113,7 +113,8 @@ async fn a_unix_socket_server_and_client_echo_with_unix_kinds_and_addresses() {
     let log = Log::default();
     let c = Client::builder()
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "a session on each side", || {
         c.session_count() == 1 && server.session_count() == 1
     })
@@ -170,7 +171,10 @@ async fn a_unix_client_with_nothing_listening_retries_and_gives_up() {
         .reconnect_interval(Duration::from_millis(20))
         .max_reconnect_attempts(Some(3))
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect_err("the first attempt fails")
+        .into_client()
+        .expect("a well-formed target");
     within(LIMIT, c.closed()).await;
     assert!(c.is_closed());
     assert_eq!(c.session_count(), 0);
@@ -185,7 +189,8 @@ async fn a_unix_client_reconnects_after_losing_its_session() {
     let c = Client::builder()
         .reconnect_interval(Duration::from_millis(20))
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "the first session", || server.session_count() == 1).await;
     let first = server.sessions().sessions().pop().unwrap();
     first.close();
@@ -437,16 +442,14 @@ async fn converse(server: Server) -> Conversation {
     let log = Log::default();
     let builder = Client::builder();
     let c = match &addr {
-        Addr::Inet(a) => {
-            builder
-                .connect(a.to_string(), LengthCodec::new(), client_side(&log))
-                .await
-        }
-        Addr::Unix(Some(path)) => {
-            builder
-                .connect_unix(path, LengthCodec::new(), client_side(&log))
-                .await
-        }
+        Addr::Inet(a) => builder
+            .connect(a.to_string(), LengthCodec::new(), client_side(&log))
+            .await
+            .expect("connect"),
+        Addr::Unix(Some(path)) => builder
+            .connect_unix(path, LengthCodec::new(), client_side(&log))
+            .await
+            .expect("connect"),
         other => panic!("unexpected server address {other}"),
     };
     eventually(LIMIT, "a session on each side", || {

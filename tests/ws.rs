@@ -156,7 +156,7 @@ async fn ws_client(builder: ClientBuilder, url: &str, seen: &Seen) -> Client {
             }),
         )
         .await
-        .expect("a valid ws URL")
+        .unwrap_or_else(|e| e.into_client().expect("a well-formed target"))
 }
 
 /// The one live session of a registry-holder, once there is one.

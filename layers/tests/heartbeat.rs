@@ -209,7 +209,8 @@ async fn a_client_pinging_when_writer_idle_keeps_a_reader_idle_server_from_closi
                 )
             }),
         )
-        .await;
+        .await
+        .expect("connect");
 
     // Ten pings a ping limit apart span more than three server limits.
     eventually(LIMIT, "ten pings at the server", || {
