@@ -243,7 +243,9 @@ impl<H> ClientBuilder<H> {
     /// whose attempt failed, or whose session later ends, tries again after
     /// [`reconnect_interval`](Self::reconnect_interval) (with backoff, up to
     /// [`max_reconnect_attempts`](Self::max_reconnect_attempts)).
-    /// [`Client::wait_connected`] waits for every slot. Over TLS 1.3 a
+    /// [`Client::wait_connected`] waits for every slot. A slow `Open` (or
+    /// new-session callback) delays `connect`: `connect_timeout` bounds
+    /// only the connecting and handshakes. Over TLS 1.3 a
     /// server that refuses the client's certificate says so only on the
     /// first read, after the session started: `connect` counts that slot as
     /// connected, and the slot counts the attempt as failed when the
@@ -498,6 +500,12 @@ impl<W> Client<W> {
     /// `Open` accepted them) and not yet ended. A session counts in
     /// [`session_count`](Self::session_count) from the moment its socket is
     /// connected, here only once it started.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: getty::Client) {
+    /// println!("{} of {} sessions started", client.connected_count(), client.session_count());
+    /// # }
+    /// ```
     pub fn connected_count(&self) -> usize {
         *self.connected.borrow()
     }

@@ -7,7 +7,7 @@
 //! (any [`tokio_util::codec`] `Decoder`/`Encoder`, or a getty-style
 //! [`ReadWriter`](codec::ReadWriter)), and every moment of its life
 //! ([`Event::Open`], `Message`, `Tick`, `Error`, `Close`) passes a tower
-//! [`Service`](tower::Service) stack as a [`Request`]. The innermost service
+//! [`Service`] stack as a [`Request`]. The innermost service
 //! is usually an [`EventListener`] adapted by [`ListenerService`]; any tower
 //! layer can wrap it.
 //!

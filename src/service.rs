@@ -100,6 +100,13 @@ where
 /// without this bound the compiler would only say it expected `Bytes` and
 /// found `u8`.
 ///
+/// ```
+/// use getty::Packet;
+///
+/// fn is_the_packet<I: Packet<W>, W>() {}
+/// is_the_packet::<bytes::Bytes, bytes::Bytes>();
+/// ```
+///
 /// ```compile_fail,E0277
 /// use bytes::Bytes;
 /// use getty::{Request, SessionService};

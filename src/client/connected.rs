@@ -125,6 +125,26 @@ impl<W> ConnectError<W> {
 
     /// Whether the target itself was refused (a malformed WebSocket URL, a
     /// `wss://` URL without TLS), before any attempt: there is no client.
+    ///
+    /// ```no_run
+    /// use getty::{codec::LengthCodec, new_session_fn, BoxError, Client, ListenerService, Session};
+    /// # use getty::{Bytes, EventListener};
+    /// # struct Quiet;
+    /// # impl EventListener<Bytes> for Quiet {
+    /// #     fn on_message(&mut self, _: &Session, _: Bytes) -> Option<Bytes> { None }
+    /// # }
+    ///
+    /// # async fn demo() {
+    /// let make = new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Quiet)));
+    /// let err = Client::builder()
+    ///     .connect_ws("http://example.com/", LengthCodec::new(), make)
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_invalid_target());
+    /// assert_eq!(err.target(), "http://example.com/");
+    /// assert!(err.into_client().is_none());
+    /// # }
+    /// ```
     pub fn is_invalid_target(&self) -> bool {
         self.slots == 0
     }

@@ -159,6 +159,15 @@ where
 }
 
 /// A codec made per session by a closure: see [`per_session`].
+///
+/// ```
+/// use getty::{codec::{per_session, MakeCodec, PerSession}, Session};
+/// use tokio_util::codec::LinesCodec;
+///
+/// let make: PerSession<_> = per_session(|_: &Session<String>| LinesCodec::new());
+/// fn takes<M: MakeCodec<String>>(_: M) {}
+/// takes(make);
+/// ```
 #[derive(Clone, Copy)]
 pub struct PerSession<F> {
     make: F,
