@@ -301,7 +301,7 @@ async fn start_library(
             new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
         ),
         Part::Ws => server.serve(
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo))),
         ),
     })

@@ -121,7 +121,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
         "unix" => {
             builder
                 .connect_unix(&a.addr, LengthCodec::new(), forward_to::<Bytes>(tx))
-                .await
+                .await?
         }
         "tcp" | "tls" => {
             if a.transport == "tls" {
@@ -129,7 +129,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
             }
             builder
                 .connect(a.addr.as_str(), LengthCodec::new(), forward_to::<Bytes>(tx))
-                .await
+                .await?
         }
         "ws" | "wss" => {
             if a.transport == "wss" {
@@ -143,11 +143,7 @@ async fn run(a: Args) -> Result<(), BoxError> {
             );
             // One binary message is one packet: no length prefix inside it.
             builder
-                .connect_ws(
-                    &target,
-                    |_: &Session| BytesCodec::new(),
-                    forward_to::<BytesMut>(tx),
-                )
+                .connect_ws(&target, BytesCodec::new(), forward_to::<BytesMut>(tx))
                 .await?
         }
         "udp" => {
@@ -155,10 +151,10 @@ async fn run(a: Args) -> Result<(), BoxError> {
             builder
                 .connect_udp(
                     a.addr.as_str(),
-                    |_: &Session| BytesCodec::new(),
+                    BytesCodec::new(),
                     forward_to::<BytesMut>(tx),
                 )
-                .await
+                .await?
         }
         other => {
             return Err(

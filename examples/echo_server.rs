@@ -360,7 +360,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let make = new_session_fn(|_: &Session| Ok::<_, Infallible>(ListenerService::new(Echo)));
     let handle = if args.transport.messages() {
         // One message or datagram is one packet: no length prefix inside it.
-        server.serve(|_: &Session| BytesCodec::new(), make)
+        server.serve(BytesCodec::new(), make)
     } else {
         server.serve(LengthCodec::new(), make)
     };

@@ -114,7 +114,7 @@ async fn main() -> Result<(), BoxError> {
                 }))
             }),
         )
-        .await;
+        .await?;
     let session = client.sessions().sessions().pop().ok_or("not connected")?;
     for i in 0..10 {
         session.send(Bytes::from(format!("packet {i}"))).await?;

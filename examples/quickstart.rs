@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 struct Echo;
 
 impl EventListener<Bytes> for Echo {
-    fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
         println!("[server] open  {session}");
-        Ok(())
+        Ok(None)
     }
 
     fn on_message(&mut self, session: &Session, pkg: Bytes) -> Option<Bytes> {
@@ -89,7 +89,7 @@ async fn main() -> Result<(), BoxError> {
                 }))
             }),
         )
-        .await;
+        .await?;
     let session = client
         .sessions()
         .sessions()

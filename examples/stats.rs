@@ -83,7 +83,7 @@ async fn main() -> Result<(), BoxError> {
                 }))
             }),
         )
-        .await;
+        .await?;
 
     // 3. Each sends a packet of 16 to 1,000 bytes every 2 ms for 3 seconds.
     let until = Instant::now() + Duration::from_secs(3);

@@ -1,30 +1,28 @@
 //! The TCP client: N sessions to one address, each reconnecting after loss.
 
+mod connected;
 mod reconnect;
+mod slot;
+mod target;
 
-use std::{
-    fmt, io,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+pub use self::connected::{ConnectError, ConnectHook, WaitConnectedError};
 
-use tokio::{
-    net::{TcpStream, UnixStream},
-    sync::oneshot,
-};
-use tokio_util::{codec::Decoder, sync::CancellationToken, task::TaskTracker};
-use tower::ServiceExt;
+use std::{fmt, path::Path, sync::Arc, time::Duration};
+
+use tokio::sync::{oneshot, watch};
+use tokio_util::{codec::Decoder, task::TaskTracker};
 use tracing::Instrument;
 
-use self::reconnect::{backoff, Attempt, Jitter, Watched};
+use self::{
+    reconnect::Jitter,
+    slot::run_slot,
+    target::{parse_ws_url, Target},
+};
 use crate::{
-    codec::MakeCodec,
-    driver,
+    codec::{MakeCodec, MakeCodecFor},
     session::Stages,
-    tls::{parse_server_name, ClientTlsConfig},
-    transport::{ws_connect, Io, StreamIo, UdpIo, WsIo, WsSettings},
-    Addr, BoxError, EndpointKind, MakeSessionService, Registry, Session, SessionConfig,
+    tls::ClientTlsConfig,
+    MakeSessionService, Registry, Session, SessionConfig,
 };
 
 /// Builds a [`Client`]: getty's client options.
@@ -47,8 +45,9 @@ use crate::{
 ///     .max_reconnect_attempts(Some(20));
 /// # let _ = builder;
 /// ```
-#[derive(Debug, Clone)]
-pub struct ClientBuilder {
+#[derive(Clone)]
+pub struct ClientBuilder<H = ()> {
+    on_connect: H,
     config: SessionConfig,
     connection_number: usize,
     reconnect_interval: Duration,
@@ -59,9 +58,26 @@ pub struct ClientBuilder {
     max_buffered_input: Option<usize>,
 }
 
+impl<H> fmt::Debug for ClientBuilder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("connection_number", &self.connection_number)
+            .field("reconnect_interval", &self.reconnect_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("max_reconnect_attempts", &self.max_reconnect_attempts)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("max_buffered_input", &self.max_buffered_input)
+            .field("on_connect", &std::any::type_name::<H>())
+            .finish()
+    }
+}
+
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            on_connect: (),
             config: SessionConfig::default(),
             connection_number: 1,
             reconnect_interval: Duration::from_millis(500),
@@ -74,7 +90,7 @@ impl Default for ClientBuilder {
     }
 }
 
-impl ClientBuilder {
+impl<H> ClientBuilder<H> {
     /// Settings every session starts with.
     pub fn session_config(mut self, config: SessionConfig) -> Self {
         self.config = config;
@@ -162,6 +178,52 @@ impl ClientBuilder {
         self
     }
 
+    /// Runs `hook` each time a session starts (getty users: where a
+    /// reconnected client logs in or subscribes again): after the
+    /// new-session callback and `Open` accepted it, on the session's task,
+    /// before its first packet is handled. Keep it short; it can
+    /// [`send`](Session::try_send) without waiting. A panic in it is logged
+    /// and the session carries on. Replaces an earlier hook.
+    ///
+    /// ```no_run
+    /// use getty::{codec::LengthCodec, new_session_fn, BoxError, Bytes, Client, ListenerService, Session};
+    /// # use getty::EventListener;
+    /// # struct Quiet;
+    /// # impl EventListener<Bytes> for Quiet {
+    /// #     fn on_message(&mut self, _: &Session, _: Bytes) -> Option<Bytes> { None }
+    /// # }
+    ///
+    /// # async fn demo() -> Result<(), BoxError> {
+    /// let client = Client::builder()
+    ///     .on_connect(|session| {
+    ///         // Every (re)connect subscribes again.
+    ///         let _ = session.try_send(Bytes::from_static(b"SUBSCRIBE news"));
+    ///     })
+    ///     .connect(
+    ///         "127.0.0.1:19001",
+    ///         LengthCodec::new(),
+    ///         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Quiet))),
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_connect<W, F>(self, hook: F) -> ClientBuilder<F>
+    where
+        F: Fn(&Session<W>) + Send + Sync + 'static,
+    {
+        ClientBuilder {
+            on_connect: hook,
+            config: self.config,
+            connection_number: self.connection_number,
+            reconnect_interval: self.reconnect_interval,
+            max_backoff: self.max_backoff,
+            max_reconnect_attempts: self.max_reconnect_attempts,
+            connect_timeout: self.connect_timeout,
+            tls: self.tls,
+            max_buffered_input: self.max_buffered_input,
+        }
+    }
+
     /// How long one connection attempt may take, TLS handshake included.
     /// Default 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -170,11 +232,31 @@ impl ClientBuilder {
     }
 
     /// Starts the client's connections on the current tokio runtime and
-    /// resolves once each has made its first attempt (connected or failed;
-    /// failed ones keep retrying in the background).
+    /// resolves once each connection slot's first attempt has come to an
+    /// end: its session started (connected, TLS and WebSocket handshakes
+    /// done, the new-session callback and `Open` accepted it, the
+    /// [`on_connect`](Self::on_connect) hook run), or the attempt failed.
     ///
     /// `make` builds each session's service (getty's `NewSessionCallback`);
     /// it is cloned for every connection slot.
+    ///
+    /// Reconnecting is unchanged by how the first attempts went: a slot
+    /// whose attempt failed, or whose session later ends, tries again after
+    /// [`reconnect_interval`](Self::reconnect_interval) (with backoff, up to
+    /// [`max_reconnect_attempts`](Self::max_reconnect_attempts)).
+    /// [`Client::wait_connected`] waits for every slot. A slow `Open` (or
+    /// new-session callback) delays `connect`: `connect_timeout` bounds
+    /// only the connecting and handshakes. Over TLS 1.3 a
+    /// server that refuses the client's certificate says so only on the
+    /// first read, after the session started: `connect` counts that slot as
+    /// connected, and the slot counts the attempt as failed when the
+    /// refusal arrives.
+    ///
+    /// # Errors
+    /// When no slot's first attempt started a session. The client keeps
+    /// reconnecting while the [`ConnectError`] lives:
+    /// [`into_client`](ConnectError::into_client) keeps it, dropping the
+    /// error closes it.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -183,11 +265,11 @@ impl ClientBuilder {
         addr: impl Into<String>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -201,11 +283,11 @@ impl ClientBuilder {
         path: impl AsRef<Path>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -220,25 +302,30 @@ impl ClientBuilder {
     /// are the same.
     ///
     /// # Errors
-    /// When `url` is not a `ws://` or `wss://` URL with a host.
+    /// When `url` is not a `ws://` or `wss://` URL with a host
+    /// ([`ConnectError::is_invalid_target`]), or as for
+    /// [`connect`](Self::connect).
     pub async fn connect_ws<MC, M, R, W>(
         self,
         url: &str,
         codec: MC,
         make: M,
-    ) -> Result<Client<W>, crate::BoxError>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
-        let target = parse_ws_url(url)?;
+        let target = parse_ws_url(url).map_err(|e| ConnectError::invalid_target(url, e))?;
         if matches!(target, Target::Ws { secure: true, .. }) && self.tls.is_none() {
-            return Err(format!("{url}: a wss:// URL needs ClientBuilder::tls").into());
+            return Err(ConnectError::invalid_target(
+                url,
+                "a wss:// URL needs ClientBuilder::tls".into(),
+            ));
         }
-        Ok(self.start(target, codec, make).await)
+        self.start(target, codec, make).await
     }
 
     /// Like [`connect`](Self::connect), over a connected UDP socket: each
@@ -250,22 +337,28 @@ impl ClientBuilder {
         addr: impl Into<String>,
         codec: MC,
         make: M,
-    ) -> Client<W>
+    ) -> Result<Client<W>, ConnectError<W>>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
         self.start(Target::Udp(addr.into()), codec, make).await
     }
 
-    async fn start<MC, M, R, W>(self, target: Target, codec: MC, make: M) -> Client<W>
+    async fn start<MC, M, R, W>(
+        self,
+        target: Target,
+        codec: MC,
+        make: M,
+    ) -> Result<Client<W>, ConnectError<W>>
     where
         MC: MakeCodec<W>,
         MC::Codec: Decoder<Item = R>,
         M: MakeSessionService<R, W> + Clone,
+        H: ConnectHook<W>,
         R: Send + 'static,
         W: Send + 'static,
     {
@@ -276,6 +369,7 @@ impl ClientBuilder {
             registry: Registry::default(),
             stages: Stages::new(),
             tracker: TaskTracker::new(),
+            connected: Arc::new(watch::Sender::new(0)),
         };
         let target = Arc::new(target);
         let codec = Arc::new(codec);
@@ -299,10 +393,29 @@ impl ClientBuilder {
             );
         }
         client.tracker.close();
+        let mut first_error = None;
+        let mut any_started = false;
         for rx in first_attempts {
-            let _ = rx.await;
+            match rx.await {
+                Ok(Ok(())) => any_started = true,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error
+                        .get_or_insert_with(|| "the client closed during its first attempt".into());
+                }
+            }
         }
-        client
+        match first_error {
+            Some(first) if !any_started => Err(ConnectError::not_connected(
+                target.to_string(),
+                settings.connection_number,
+                first,
+                client,
+            )),
+            _ => Ok(client),
+        }
     }
 }
 
@@ -312,9 +425,9 @@ impl ClientBuilder {
 /// ```no_run
 /// use bytes::Bytes;
 /// use getty::{codec::LengthCodec, new_session_fn, Client, Request, Session};
-/// use std::convert::Infallible;
+/// use std::{convert::Infallible, time::Duration};
 ///
-/// # async fn demo() {
+/// # async fn demo() -> Result<(), getty::BoxError> {
 /// let client = Client::builder()
 ///     .connection_number(2)
 ///     .connect(
@@ -327,13 +440,14 @@ impl ClientBuilder {
 ///             }))
 ///         }),
 ///     )
-///     .await;
+///     .await?; // a session started, or an error saying why none did
+/// client.wait_connected(2, Duration::from_secs(5)).await?;
 /// for session in client.sessions().sessions() {
-///     session.send(Bytes::from_static(b"hello")).await.ok();
+///     session.send(Bytes::from_static(b"hello")).await?;
 /// }
 /// client.close();
 /// client.closed().await;
-/// # }
+/// # Ok(()) }
 /// ```
 pub struct Client<W = bytes::Bytes> {
     budget: Option<Arc<crate::budget::InputBudget>>,
@@ -342,6 +456,8 @@ pub struct Client<W = bytes::Bytes> {
     /// accepting or reconnecting.
     stages: Stages,
     tracker: TaskTracker,
+    /// Sessions whose `Open` was accepted and that have not ended.
+    connected: Arc<watch::Sender<usize>>,
 }
 
 impl<W> Clone for Client<W> {
@@ -351,6 +467,7 @@ impl<W> Clone for Client<W> {
             registry: self.registry.clone(),
             stages: self.stages.clone(),
             tracker: self.tracker.clone(),
+            connected: Arc::clone(&self.connected),
         }
     }
 }
@@ -382,6 +499,63 @@ impl<W> Client<W> {
         self.registry.len()
     }
 
+    /// How many sessions have started (their new-session callback and
+    /// `Open` accepted them) and not yet ended. A session counts in
+    /// [`session_count`](Self::session_count) from the moment its socket is
+    /// connected, here only once it started.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: getty::Client) {
+    /// println!("{} of {} sessions started", client.connected_count(), client.session_count());
+    /// # }
+    /// ```
+    pub fn connected_count(&self) -> usize {
+        *self.connected.borrow()
+    }
+
+    /// Waits until at least `n` sessions have started and not ended
+    /// ([`connected_count`](Self::connected_count)), for at most `timeout`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn demo(client: getty::Client) -> Result<(), getty::BoxError> {
+    /// // After connect: every one of the 4 slots is connected.
+    /// client.wait_connected(4, Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WaitConnectedError::TimedOut`] when `timeout` passed first;
+    /// [`WaitConnectedError::Closed`] at once when the client has stopped
+    /// (closed, or every slot gave up reconnecting).
+    pub async fn wait_connected(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitConnectedError> {
+        let mut connected = self.connected.subscribe();
+        let enough = connected.wait_for(|live| *live >= n);
+        tokio::select! {
+            reached = enough => if reached.is_ok() { return Ok(()) },
+            () = self.closed() => {}
+            () = tokio::time::sleep(timeout) => {
+                return Err(WaitConnectedError::TimedOut {
+                    connected: self.connected_count(),
+                    wanted: n,
+                    timeout,
+                });
+            }
+        }
+        let live = self.connected_count();
+        if live >= n {
+            return Ok(());
+        }
+        Err(WaitConnectedError::Closed {
+            connected: live,
+            wanted: n,
+        })
+    }
+
     /// Stops reconnecting and closes every session (each drains within its
     /// wait time). Returns at once; [`closed`](Self::closed) waits for the end.
     pub fn close(&self) {
@@ -410,336 +584,4 @@ impl<W> Client<W> {
     pub async fn closed(&self) {
         self.tracker.wait().await;
     }
-}
-
-async fn run_slot<MC, M, R, W>(
-    target: Arc<Target>,
-    settings: Arc<ClientBuilder>,
-    codec: Arc<MC>,
-    mut make: M,
-    client: Client<W>,
-    first_attempt: oneshot::Sender<()>,
-    mut jitter: Jitter,
-) where
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
-    M: MakeSessionService<R, W>,
-    R: Send + 'static,
-    W: Send + 'static,
-{
-    let mut first_attempt = Some(first_attempt);
-    let mut failures: u32 = 0;
-    loop {
-        let attempt = tokio::select! {
-            _ = client.stages.close.cancelled() => break,
-            r = tokio::time::timeout(settings.connect_timeout, open(&target, &settings, &client.stages.close)) => {
-                r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
-            }
-        };
-        // Ok once a session started and ended; Err for a failed attempt.
-        let outcome: Result<(), BoxError> = match attempt {
-            Ok(Connected {
-                io,
-                peer,
-                local,
-                kind,
-            }) => {
-                let session = Session::with_stages(
-                    kind,
-                    local,
-                    peer.clone(),
-                    settings.config.clone(),
-                    &client.stages,
-                );
-                let _registered = client.registry.register(&session);
-                if let Some(tx) = first_attempt.take() {
-                    let _ = tx.send(());
-                }
-                let ready: Result<&mut M, BoxError> = tokio::select! {
-                    _ = client.stages.close.cancelled() => Err("client closed".into()),
-                    ready = make.ready() => ready.map_err(Into::into),
-                };
-                let watch = Arc::new(Attempt::default());
-                let making = ready
-                    .and_then(|make| driver::call_make(make, &session))
-                    .map(|making| {
-                        let watch = Arc::clone(&watch);
-                        async move { making.await.map(|svc| Watched::new(svc, watch)) }
-                    });
-                let span = tracing::info_span!(
-                    "session",
-                    id = session.id(),
-                    %peer,
-                    transport = crate::server::transport_name(kind)
-                );
-                let budget = client.budget.clone();
-                match io {
-                    ClientIo::Stream(io) => {
-                        driver::serve_session(StreamIo(io), session, making, &*codec, budget)
-                            .instrument(span)
-                            .await
-                    }
-                    ClientIo::Ws(ws) => {
-                        driver::serve_session(*ws, session, making, &*codec, budget)
-                            .instrument(span)
-                            .await
-                    }
-                    ClientIo::Udp(udp) => {
-                        driver::serve_session(*udp, session, making, &*codec, budget)
-                            .instrument(span)
-                            .await
-                    }
-                }
-                if client.stages.close.is_cancelled() {
-                    break;
-                }
-                if watch.started() {
-                    Ok(())
-                } else {
-                    Err(
-                        "connected, but the session did not start (refused by the server's \
-                         TLS handshake, the new-session callback or Open)"
-                            .into(),
-                    )
-                }
-            }
-            Err(e) => {
-                if let Some(tx) = first_attempt.take() {
-                    let _ = tx.send(());
-                }
-                Err(e.into())
-            }
-        };
-        let pause = match outcome {
-            Ok(()) => {
-                failures = 0;
-                jitter.pause(settings.reconnect_interval)
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                if settings
-                    .max_reconnect_attempts
-                    .is_some_and(|max| failures >= max)
-                {
-                    tracing::error!(%error, failures, "connect failed; giving up");
-                    break;
-                }
-                let pause = jitter.pause(backoff(
-                    settings.reconnect_interval,
-                    settings.max_backoff,
-                    failures,
-                ));
-                tracing::warn!(%error, failures, retry_in = ?pause, "connect failed");
-                pause
-            }
-        };
-        tokio::select! {
-            _ = client.stages.close.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-/// Where a client connects.
-enum Target {
-    Tcp(Arc<str>),
-    Udp(String),
-    Unix(PathBuf),
-    Ws {
-        url: String,
-        /// `host:port` to connect the TCP stream to.
-        addr: String,
-        host: String,
-        secure: bool,
-    },
-}
-
-/// Splits a `ws://` or `wss://` URL into what connecting needs.
-fn parse_ws_url(url: &str) -> Result<Target, crate::BoxError> {
-    let (secure, rest) = if let Some(rest) = url.strip_prefix("ws://") {
-        (false, rest)
-    } else if let Some(rest) = url.strip_prefix("wss://") {
-        (true, rest)
-    } else {
-        return Err(format!("{url:?} is not a ws:// or wss:// URL").into());
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    // Credentials (`user:password@`) are not part of where to connect.
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if authority.is_empty() {
-        return Err(format!("{url:?} has no host").into());
-    }
-    // `[v6]:port`, or `host:port`: a colon after any bracketed address.
-    let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.contains("]:"),
-        None => authority.contains(':'),
-    };
-    let addr = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:{}", if secure { 443 } else { 80 })
-    };
-    Ok(Target::Ws {
-        url: url.to_owned(),
-        host: host_of(&addr).to_owned(),
-        addr,
-        secure,
-    })
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Tcp(addr) => f.write_str(addr),
-            Target::Unix(path) => write!(f, "unix:{}", path.display()),
-            Target::Ws { url, .. } => f.write_str(url),
-            Target::Udp(addr) => write!(f, "udp:{addr}"),
-        }
-    }
-}
-
-/// A client session's connection; each kind runs its own instance of the
-/// driver (whether it carries messages is a property of its type).
-enum ClientIo {
-    Stream(Io),
-    Ws(Box<WsIo>),
-    Udp(Box<UdpIo>),
-}
-
-struct Connected {
-    io: ClientIo,
-    peer: Addr,
-    local: Addr,
-    kind: EndpointKind,
-}
-
-/// Connects (and shakes hands, for TLS and WebSocket) once. A WebSocket
-/// session closed once `going_away` is cancelled says 1001.
-async fn open(
-    target: &Target,
-    settings: &ClientBuilder,
-    going_away: &CancellationToken,
-) -> io::Result<Connected> {
-    match target {
-        Target::Tcp(addr) => {
-            let (stream, peer, local) = connect_tcp(addr).await?;
-            let (io, kind) = match &settings.tls {
-                None => (Io::Tcp(stream), EndpointKind::TcpClient),
-                Some(tls) => (
-                    tls_connect(tls, host_of(addr), stream).await?,
-                    EndpointKind::TlsClient,
-                ),
-            };
-            Ok(Connected {
-                io: ClientIo::Stream(io),
-                peer,
-                local,
-                kind,
-            })
-        }
-        Target::Ws {
-            url,
-            addr,
-            host,
-            secure,
-        } => {
-            let (stream, peer, local) = connect_tcp(addr).await?;
-            let (io, kind) = if *secure {
-                let tls = settings.tls.as_ref().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "a wss:// URL needs ClientBuilder::tls",
-                    )
-                })?;
-                (
-                    tls_connect(tls, host, stream).await?,
-                    EndpointKind::WssClient,
-                )
-            } else {
-                (Io::Tcp(stream), EndpointKind::WsClient)
-            };
-            let ws_settings = WsSettings {
-                max: settings.config.max_packet_len,
-                write_timeout: settings.config.write_timeout,
-                going_away: Some(going_away.clone()),
-            };
-            let ws = Box::pin(ws_connect(io, url, ws_settings))
-                .await
-                .map_err(io::Error::other)?;
-            Ok(Connected {
-                io: ClientIo::Ws(Box::new(ws)),
-                peer,
-                local,
-                kind,
-            })
-        }
-        Target::Udp(addr) => {
-            let peer = tokio::net::lookup_host(addr.as_str())
-                .await?
-                .next()
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{addr} resolves to nothing"),
-                    )
-                })?;
-            let unspecified: std::net::SocketAddr = if peer.is_ipv4() {
-                ([0, 0, 0, 0], 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            let socket = tokio::net::UdpSocket::bind(unspecified).await?;
-            socket.connect(peer).await?;
-            let local = socket.local_addr().map_or(Addr::Unknown, Addr::from);
-            Ok(Connected {
-                io: ClientIo::Udp(Box::new(UdpIo::Connected {
-                    socket,
-                    max: settings.config.max_packet_len,
-                })),
-                peer: Addr::from(peer),
-                local,
-                kind: EndpointKind::UdpClient,
-            })
-        }
-        Target::Unix(path) => {
-            let stream = UnixStream::connect(path).await?;
-            Ok(Connected {
-                io: ClientIo::Stream(Io::Unix(stream)),
-                peer: Addr::Unix(Some(path.clone())),
-                local: Addr::Unix(None),
-                kind: EndpointKind::UnixClient,
-            })
-        }
-    }
-}
-
-/// A TCP connection to `addr`, with its peer and local addresses.
-async fn connect_tcp(addr: &str) -> io::Result<(TcpStream, Addr, Addr)> {
-    let stream = TcpStream::connect(addr).await?;
-    // Small packets must not wait for Nagle; batching is done above.
-    let _ = stream.set_nodelay(true);
-    let peer = Addr::from(stream.peer_addr()?);
-    let local = stream.local_addr().map_or(Addr::Unknown, Addr::from);
-    Ok((stream, peer, local))
-}
-
-/// TLS over `stream`, verifying the server as the configured name or else
-/// as `host`.
-async fn tls_connect(tls: &ClientTlsConfig, host: &str, stream: TcpStream) -> io::Result<Io> {
-    let name = match &tls.server_name {
-        Some(name) => name.clone(),
-        None => {
-            parse_server_name(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        }
-    };
-    let stream = tls.connector.connect(name, stream).await?;
-    Ok(Io::TlsClient(Box::new(stream)))
-}
-
-/// The host part of `host:port` (`[v6]:port` included).
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::Decoder;
 use tower::ServiceExt;
 
 use crate::{
     budget::InputBudget,
-    codec::MakeCodec,
+    codec::MakeCodecFor,
     driver,
     transport::{MessageIo, StreamIo, Transport},
     Addr, BoxError, EndpointKind, MakeSessionService, Session, SessionConfig,
@@ -56,8 +55,7 @@ use crate::{
 pub async fn serve_connection<IO, MC, M, R, W>(io: IO, codec: MC, make: M)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
+    MC: MakeCodecFor<R, W>,
     M: MakeSessionService<R, W>,
     R: Send + 'static,
     W: Send + 'static,
@@ -91,7 +89,7 @@ where
 /// let mut client = Framed::new(b, LengthDelimitedCodec::new());
 /// let session = tokio::spawn(getty::serve_messages(
 ///     server_side,
-///     |_: &Session| BytesCodec::new(),
+///     BytesCodec::new(),
 ///     new_session_fn(|_: &Session| Ok::<_, getty::BoxError>(ListenerService::new(Echo))),
 /// ));
 /// client.send(Bytes::from_static(b"one message")).await.unwrap();
@@ -105,8 +103,7 @@ pub async fn serve_messages<S, E, MC, M, R, W>(messages: S, codec: MC, make: M)
 where
     S: Stream<Item = Result<Bytes, E>> + Sink<Bytes, Error = E> + Send + Unpin + 'static,
     E: Into<BoxError>,
-    MC: MakeCodec<W>,
-    MC::Codec: Decoder<Item = R>,
+    MC: MakeCodecFor<R, W>,
     M: MakeSessionService<R, W>,
     R: Send + 'static,
     W: Send + 'static,
@@ -183,8 +180,7 @@ impl Connection {
     pub async fn serve<IO, MC, M, R, W>(self, io: IO, codec: MC, make: M)
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,
@@ -198,8 +194,7 @@ impl Connection {
     where
         S: Stream<Item = Result<Bytes, E>> + Sink<Bytes, Error = E> + Send + Unpin + 'static,
         E: Into<BoxError>,
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,
@@ -211,8 +206,7 @@ impl Connection {
     async fn run<T, MC, M, R, W>(self, io: T, kind: EndpointKind, codec: MC, mut make: M)
     where
         T: Transport,
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,

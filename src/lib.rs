@@ -7,13 +7,16 @@
 //! (any [`tokio_util::codec`] `Decoder`/`Encoder`, or a getty-style
 //! [`ReadWriter`](codec::ReadWriter)), and every moment of its life
 //! ([`Event::Open`], `Message`, `Tick`, `Error`, `Close`) passes a tower
-//! [`Service`](tower::Service) stack as a [`Request`]. The innermost service
+//! [`Service`] stack as a [`Request`]. The innermost service
 //! is usually an [`EventListener`] adapted by [`ListenerService`]; any tower
 //! layer can wrap it.
 //!
+//! What a first program needs besides is re-exported: [`Bytes`],
+//! [`BytesMut`], [`service_fn`], [`Service`], [`ServiceExt`], [`Layer`],
+//! [`ServiceBuilder`], and tokio-util's codecs in [`codec`].
+//!
 //! ```no_run
-//! use bytes::Bytes;
-//! use getty::{codec::LengthCodec, new_session_fn, EventListener, ListenerService, Server, Session};
+//! use getty::{codec::LengthCodec, new_session_fn, Bytes, EventListener, ListenerService, Server, Session};
 //!
 //! struct Echo;
 //!
@@ -76,15 +79,22 @@ pub mod tls;
 mod transport;
 
 pub use addr::Addr;
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ConnectError, ConnectHook, WaitConnectedError};
 pub use connection::{serve_connection, serve_messages, Connection};
 pub use error::{BoxError, Error, ErrorKind, SendError};
 pub use event::{Event, Request};
 pub use listener::{new_session_fn, EventListener, ListenerService, NewSessionFn};
 pub use registry::Registry;
 pub use server::{Server, ServerBuilder, ServerHandle};
-pub use service::{MakeSessionService, SessionService};
+pub use service::{MakeSessionService, Packet, SessionService};
 pub use session::{EndpointKind, SendPermit, Session, SessionConfig, SessionStats, WeakSession};
+
+// What a first program needs, so that it needs no `bytes` or `tower`
+// dependency of its own (and none of a mismatched version).
+#[doc(no_inline)]
+pub use bytes::{Bytes, BytesMut};
+#[doc(no_inline)]
+pub use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 // The README's examples compile as doctests, so the front door cannot rot.
 #[cfg(doctest)]

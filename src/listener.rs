@@ -17,31 +17,64 @@ use crate::{BoxError, Error, Event, Request, Session};
 /// run on the session's task: keep them short, and spawn or use a tower
 /// service for slow work.
 ///
-/// `on_message` answers by returning a packet, written back in order; a
-/// listener can also [`send`](Session::send) at any time.
+/// `on_open` and `on_message` answer by returning a packet, written back in
+/// order; a listener can also [`send`](Session::send) at any time.
+///
+/// `P` and `W` are the codec's packet types (what it decodes, what it
+/// encodes): a listener served with a codec whose packets differ is a
+/// compile error that names both types ("`Lines` is not an
+/// `EventListener` for sessions with incoming packets of type `Bytes` and
+/// outgoing packets of type `Bytes`"):
+///
+/// ```compile_fail,E0277
+/// use getty::{codec::LengthCodec, new_session_fn, BoxError, EventListener, ListenerService, Server, Session};
+///
+/// struct Lines;
+/// impl EventListener<String, String> for Lines {
+///     fn on_message(&mut self, _: &Session<String>, line: String) -> Option<String> { Some(line) }
+/// }
+///
+/// fn serve(server: Server) {
+///     // LengthCodec's packets are `Bytes`, the listener's `String`.
+///     server.serve(
+///         LengthCodec::new(),
+///         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Lines))),
+///     );
+/// }
+/// ```
 ///
 /// ```
-/// use bytes::Bytes;
-/// use getty::{BoxError, EventListener, Session};
+/// use getty::{BoxError, Bytes, EventListener, Session};
 ///
 /// struct Echo;
 ///
 /// impl EventListener<Bytes> for Echo {
-///     fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+///     fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
 ///         println!("{session} opened");
-///         Ok(())
+///         Ok(Some(Bytes::from_static(b"welcome"))) // the peer's first packet
 ///     }
 ///     fn on_message(&mut self, _session: &Session, pkg: Bytes) -> Option<Bytes> {
 ///         Some(pkg)
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `EventListener` for sessions with incoming packets of type `{P}` and outgoing packets of type `{W}`",
+    label = "does not listen to `{P}` packets answered with `{W}`",
+    note = "the codec decides both types: `{P}` is its `Decoder::Item` and `{W}` what its `Encoder` takes \
+            (`LengthCodec`: `Bytes` and `Bytes`; `LinesCodec`: `String` and `String`; \
+            `LengthDelimitedCodec`: `BytesMut` and `Bytes`)",
+    note = "implement `EventListener<{P}, {W}>` for `{Self}`, or serve it with a codec whose packets are the listener's"
+)]
 pub trait EventListener<P, W = Bytes>: Send + 'static {
-    /// The session opened (getty's `OnOpen`). An error refuses it: the
-    /// connection is closed and no other event follows.
-    fn on_open(&mut self, session: &Session<W>) -> Result<(), BoxError> {
+    /// The session opened (getty's `OnOpen`). Return `Ok(Some(pkg))` to
+    /// greet the peer: `pkg` is written before any answer to the peer's
+    /// packets, as a service's answer to [`Event::Open`] is. An error
+    /// refuses the session: the connection is closed and no other event
+    /// follows.
+    fn on_open(&mut self, session: &Session<W>) -> Result<Option<W>, BoxError> {
         let _ = session;
-        Ok(())
+        Ok(None)
     }
 
     /// A packet arrived (getty's `OnMessage`); return a packet to answer.
@@ -126,7 +159,7 @@ where
         let session = &req.session;
         let l = &mut self.listener;
         ready(match req.event {
-            Event::Open => l.on_open(session).map(|()| None),
+            Event::Open => l.on_open(session),
             Event::Message(pkg) => Ok(l.on_message(session, pkg)),
             Event::Tick => {
                 l.on_cron(session);

@@ -89,6 +89,27 @@ impl<W> Registry<W> {
             .count()
     }
 
+    /// Queues `pkg` on every live session but the one with id `except`
+    /// (the sender, say), as [`broadcast`](Self::broadcast) does: without
+    /// waiting, skipping sessions whose queue is full. Returns how many
+    /// accepted it.
+    ///
+    /// ```
+    /// use getty::{Addr, EndpointKind, Registry, Session, SessionConfig};
+    ///
+    /// let registry: Registry = Registry::default();
+    /// assert_eq!(registry.broadcast_except(7, bytes::Bytes::from_static(b"hi")), 0);
+    /// ```
+    pub fn broadcast_except(&self, except: u64, pkg: W) -> usize
+    where
+        W: Clone,
+    {
+        self.sessions()
+            .iter()
+            .filter(|s| s.id() != except && s.try_send(pkg.clone()).is_ok())
+            .count()
+    }
+
     /// Closes every live session (each drains within its wait time).
     pub fn close_all(&self) {
         for s in self.sessions() {

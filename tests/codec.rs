@@ -7,7 +7,7 @@ use std::{convert::Infallible, io, time::Duration};
 use bytes::Bytes;
 use common::*;
 use getty::{
-    codec::{LengthCodec, ReadWriter, ReadWriterCodec},
+    codec::{per_session, LengthCodec, ReadWriter, ReadWriterCodec},
     new_session_fn, BoxError, Client, Error, Event, EventListener, ListenerService, Request,
     Server, ServerHandle, Session, SessionConfig,
 };
@@ -15,7 +15,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_util::codec::LinesCodec;
+use tokio_util::codec::{LengthDelimitedCodec, LinesCodec};
 use tower::service_fn;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -169,7 +169,8 @@ async fn length_codec_works_on_both_ends_of_a_getty_client_and_server() {
                 Ok::<_, BoxError>(ListenerService::new(Got { log: l.clone() }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "connected", || client.session_count() == 1).await;
     let s = client.sessions().sessions().pop().unwrap();
     s.send(Bytes::from_static(b"there and back")).await.unwrap();
@@ -378,7 +379,8 @@ async fn a_getty_style_read_writer_serves_a_line_protocol_end_to_end() {
                 Ok::<_, BoxError>(ListenerService::new(Heard { log: h.clone() }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "connected", || client.session_count() == 1).await;
     let s = client.sessions().sessions().pop().unwrap();
     s.send("ping".to_owned()).await.unwrap();
@@ -424,11 +426,11 @@ impl EventListener<String, String> for Prefix {
 }
 
 #[tokio::test]
-async fn a_tokio_util_lines_codec_works_through_a_closure() {
+async fn a_lines_codec_value_is_a_per_session_codec() {
     let log = Log::default();
     let l = log.clone();
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap().serve(
-        |_: &Session<String>| LinesCodec::new(),
+        LinesCodec::new(),
         new_session_fn(move |_: &Session<String>| {
             Ok::<_, BoxError>(ListenerService::new(Prefix { log: l.clone() }))
         }),
@@ -444,7 +446,7 @@ async fn a_tokio_util_lines_codec_works_through_a_closure() {
 }
 
 #[tokio::test]
-async fn a_closure_codec_can_read_the_session_settings() {
+async fn a_per_session_codec_can_read_the_session_settings() {
     let log = Log::default();
     let l = log.clone();
     let server = Server::builder()
@@ -453,7 +455,8 @@ async fn a_closure_codec_can_read_the_session_settings() {
         .await
         .unwrap()
         .serve(
-            |s: &Session<String>| LinesCodec::new_with_max_length(s.max_packet_len()),
+            // No type on `s`: the closure's argument is inferred.
+            per_session(|s| LinesCodec::new_with_max_length(s.max_packet_len())),
             new_session_fn(move |_: &Session<String>| {
                 Ok::<_, BoxError>(ListenerService::new(Prefix { log: l.clone() }))
             }),
@@ -495,5 +498,29 @@ async fn an_explicit_length_codec_max_below_the_session_max_still_holds() {
         "{:?}",
         log.events()
     );
+    server.shutdown(LIMIT).await;
+}
+
+#[tokio::test]
+async fn a_length_delimited_codec_value_is_a_per_session_codec() {
+    // Decodes into `BytesMut`, encodes `Bytes`: the echo freezes each packet.
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap().serve(
+        LengthDelimitedCodec::new(),
+        new_session_fn(|_: &Session| {
+            Ok::<_, Infallible>(service_fn(|req: Request<bytes::BytesMut>| async move {
+                Ok::<_, Infallible>(req.into_message().map(bytes::BytesMut::freeze))
+            }))
+        }),
+    );
+    // Two sessions: each gets its own clone of the codec.
+    let mut a = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut b = TcpStream::connect(server.local_addr()).await.unwrap();
+    // Half a frame on `a`: a codec shared between sessions would mix it
+    // with `b`'s frame.
+    a.write_all(&frame(b"hello")[..6]).await.unwrap();
+    write_frame(&mut b, b"other").await;
+    assert_eq!(read_frame(&mut b).await, b"other");
+    a.write_all(&frame(b"hello")[6..]).await.unwrap();
+    assert_eq!(read_frame(&mut a).await, b"hello");
     server.shutdown(LIMIT).await;
 }

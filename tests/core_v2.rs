@@ -145,7 +145,7 @@ async fn serve_messages_takes_each_message_as_one_packet() {
     let mut client = Framed::new(b, LengthDelimitedCodec::new());
     let session = tokio::spawn(getty::serve_messages(
         messages,
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             let e = Arc::clone(&e);
             Ok::<_, Infallible>(service_fn(move |req: Request<BytesMut>| {
@@ -343,7 +343,7 @@ async fn a_custom_codecs_too_large_error_is_reported_as_packet_too_large() {
     let (mut client, server) = tokio::io::duplex(1024);
     let session = tokio::spawn(getty::serve_connection(
         server,
-        |_: &Session| ShortLines,
+        ShortLines,
         recording_echo(Arc::clone(&events)),
     ));
     client.write_all(b"short\n").await.unwrap();

@@ -120,9 +120,9 @@ struct ProbeListener {
 }
 
 impl EventListener<Bytes> for ProbeListener {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.probe.push(self.port, "open".into(), None);
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         if &pkg[..] == b"boom" {
@@ -710,9 +710,9 @@ struct CountingListener {
 }
 
 impl EventListener<Bytes> for CountingListener {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.opens.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         Some(pkg)
@@ -812,9 +812,9 @@ impl LifeListener {
 }
 
 impl EventListener<Bytes> for LifeListener {
-    fn on_open(&mut self, s: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, s: &Session) -> Result<Option<Bytes>, BoxError> {
         self.with(s, |l| l.opens += 1);
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, s: &Session, pkg: Bytes) -> Option<Bytes> {
         self.with(s, |l| l.messages += 1);

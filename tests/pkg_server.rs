@@ -548,7 +548,7 @@ async fn pkg_codec_frames_the_core_servers_sessions() {
     let addr = server.local_addr().to_string();
     let option = PkgOption::new().header_size(3);
     let handle = server.serve(
-        move |_: &Session| PkgCodec::with_option(&option).expect("valid option"),
+        PkgCodec::with_option(&option).expect("valid option"),
         new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(EchoListener))),
     );
     let mut conn = ConnBuilder::new()

@@ -41,9 +41,9 @@ struct Watch {
 }
 
 impl EventListener<Bytes> for Watch {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.log
@@ -786,7 +786,7 @@ mod transport_review {
             .await
             .unwrap()
             .serve(
-                |_: &Session| tokio_util::codec::BytesCodec::new(),
+                tokio_util::codec::BytesCodec::new(),
                 new_session_fn(|_: &Session| {
                     Ok::<_, Infallible>(tower::service_fn(
                         |_req: Request<bytes::BytesMut>| async move {
@@ -820,7 +820,7 @@ mod transport_review {
             .await
             .unwrap()
             .serve(
-                |_: &Session| tokio_util::codec::BytesCodec::new(),
+                tokio_util::codec::BytesCodec::new(),
                 new_session_fn(|_: &Session| {
                     Ok::<_, Infallible>(tower::service_fn(
                         |req: Request<bytes::BytesMut>| async move {
@@ -892,7 +892,7 @@ mod transport_review {
             .await
             .unwrap()
             .serve(
-                |_: &Session| Headed,
+                Headed,
                 new_session_fn(|_: &Session| {
                     Ok::<_, Infallible>(tower::service_fn(
                         |req: Request<bytes::BytesMut>| async move {

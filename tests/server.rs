@@ -15,10 +15,16 @@ use std::{
 use bytes::Bytes;
 use common::*;
 use getty::{
-    codec::LengthCodec, new_session_fn, Addr, Event, Request, Server, ServerHandle, Session,
-    SessionConfig,
+    codec::{LengthCodec, LinesCodec},
+    new_session_fn, Addr, BoxError, Event, EventListener, ListenerService, Registry, Request,
+    Server, ServerHandle, Session, SessionConfig,
 };
-use tokio::{io::AsyncReadExt, net::TcpStream, sync::Notify, time::Instant};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    sync::Notify,
+    time::Instant,
+};
 use tower::service_fn;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -78,6 +84,103 @@ async fn binding_port_zero_reports_the_real_local_address() {
     write_frame(&mut raw, b"here").await;
     assert_eq!(read_frame(&mut raw).await, b"here");
     handle.shutdown(LIMIT).await;
+}
+
+/// Relays each line to every other session of its server's registry.
+struct Chat {
+    room: Registry<String>,
+}
+
+impl EventListener<String, String> for Chat {
+    fn on_message(&mut self, me: &Session<String>, line: String) -> Option<String> {
+        self.room.broadcast_except(me.id(), line);
+        None
+    }
+}
+
+/// The next line from a raw peer, without its newline (5 s limit).
+async fn next_line(peer: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    let n = within(LIMIT, peer.read_line(&mut line))
+        .await
+        .expect("read a line");
+    assert!(n > 0, "the server closed the connection");
+    line.trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn a_chat_server_reaches_the_other_sessions_from_its_new_session_callback() {
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    // The registry exists before serving, so the callback can hold it.
+    let room = server.registry();
+    let handle = server.serve(
+        LinesCodec::new(),
+        new_session_fn(move |me: &Session<String>| {
+            // Everybody already here hears of the newcomer; the newcomer
+            // does not hear of itself.
+            room.broadcast_except(me.id(), "joined".to_owned());
+            Ok::<_, BoxError>(ListenerService::new(Chat { room: room.clone() }))
+        }),
+    );
+    assert!(handle.sessions().is_empty());
+    let mut peers = Vec::new();
+    for n in 1..=3 {
+        let peer = TcpStream::connect(handle.local_addr()).await.unwrap();
+        peers.push(BufReader::new(peer));
+        eventually(LIMIT, "the peer's session registered", || {
+            handle.session_count() == n
+        })
+        .await;
+    }
+    let [a, b, c] = &mut peers[..] else {
+        unreachable!("three peers")
+    };
+    // a heard b and c join; b heard c join; c heard nobody.
+    assert_eq!(next_line(a).await, "joined");
+    assert_eq!(next_line(a).await, "joined");
+    assert_eq!(next_line(b).await, "joined");
+
+    a.get_mut().write_all(b"hello from a\n").await.unwrap();
+    assert_eq!(next_line(b).await, "hello from a");
+    assert_eq!(next_line(c).await, "hello from a");
+    c.get_mut().write_all(b"hello from c\n").await.unwrap();
+    // a's next line is c's: its own line did not come back to it.
+    assert_eq!(next_line(a).await, "hello from c");
+    assert_eq!(next_line(b).await, "hello from c");
+    // Nor did c's come back to c: its next line is b's.
+    b.get_mut().write_all(b"hello from b\n").await.unwrap();
+    assert_eq!(next_line(c).await, "hello from b");
+    assert_eq!(next_line(a).await, "hello from b");
+    handle.shutdown(LIMIT).await;
+}
+
+#[tokio::test]
+async fn broadcast_except_skips_only_the_named_session() {
+    let (server, _log) = recording_server(SessionConfig::default()).await;
+    let mut clients = connect_all(&server, 3).await;
+    let registry = server.sessions();
+    let first = Addr::from(clients[0].local_addr().unwrap());
+    let skipped = registry
+        .sessions()
+        .into_iter()
+        .find(|s| s.peer_addr() == &first)
+        .expect("the first client's session");
+    assert_eq!(
+        registry.broadcast_except(skipped.id(), Bytes::from_static(b"news")),
+        2
+    );
+    for c in &mut clients[1..] {
+        assert_eq!(read_frame(c).await, b"news");
+    }
+    // The skipped one's next frame is the one sent to all.
+    assert_eq!(registry.broadcast(Bytes::from_static(b"all")), 3);
+    assert_eq!(read_frame(&mut clients[0]).await, b"all");
+    // An unknown id skips nobody.
+    assert_eq!(
+        registry.broadcast_except(u64::MAX, Bytes::from_static(b"x")),
+        3
+    );
+    server.shutdown(LIMIT).await;
 }
 
 #[tokio::test]

@@ -169,7 +169,8 @@ async fn kind_is_tcp_server_when_accepted_and_tcp_client_when_connected() {
             LengthCodec::new(),
             new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Quiet))),
         )
-        .await;
+        .await
+        .expect("connect");
     let on_client = only_session(client.sessions()).await;
     let on_server = only_session(server.sessions()).await;
 

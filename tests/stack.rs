@@ -282,9 +282,9 @@ async fn the_make_service_can_name_the_session_and_set_its_cron_period() {
         log: Log,
     }
     impl EventListener<Bytes> for Named {
-        fn on_open(&mut self, s: &Session) -> Result<(), BoxError> {
+        fn on_open(&mut self, s: &Session) -> Result<Option<Bytes>, BoxError> {
             self.log.push(format!("open:{}", s.name()));
-            Ok(())
+            Ok(None)
         }
         fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
             Some(pkg)
@@ -359,7 +359,7 @@ async fn an_on_open_error_refuses_the_session_without_a_close_event() {
         log: Log,
     }
     impl EventListener<Bytes> for Refuse {
-        fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+        fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
             self.log.push("open");
             Err("go away".into())
         }
@@ -399,6 +399,42 @@ async fn an_on_open_error_refuses_the_session_without_a_close_event() {
     assert_eq!(log.events(), ["open"]);
     handle.shutdown(LIMIT).await;
     assert_eq!(log.events(), ["open"]);
+}
+
+#[tokio::test]
+async fn a_listener_greets_the_peer_from_on_open_before_answering_its_packets() {
+    struct Greeter;
+    impl EventListener<Bytes> for Greeter {
+        fn on_open(&mut self, s: &Session) -> Result<Option<Bytes>, BoxError> {
+            Ok(Some(Bytes::from(format!("welcome {}", s.id()))))
+        }
+        fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
+            Some(pkg)
+        }
+    }
+
+    let server = bind(SessionConfig::default()).await;
+    let handle = server.serve(
+        LengthCodec::new(),
+        new_session_fn(|_: &Session| Ok::<_, BoxError>(ListenerService::new(Greeter))),
+    );
+    // A peer that says nothing is greeted.
+    let mut quiet = TcpStream::connect(handle.local_addr()).await.unwrap();
+    let quiet_greeting = read_frame(&mut quiet).await;
+    assert!(
+        quiet_greeting.starts_with(b"welcome "),
+        "{quiet_greeting:?}"
+    );
+    // A peer that speaks first still hears the greeting first.
+    let mut eager = TcpStream::connect(handle.local_addr()).await.unwrap();
+    write_frames(&mut eager, &["first", "second"]).await;
+    let greeting = read_frame(&mut eager).await;
+    assert!(greeting.starts_with(b"welcome "), "{greeting:?}");
+    assert_eq!(read_frame(&mut eager).await, b"first");
+    assert_eq!(read_frame(&mut eager).await, b"second");
+    // Each session got its own greeting.
+    assert_ne!(greeting, quiet_greeting);
+    handle.shutdown(LIMIT).await;
 }
 
 #[tokio::test]

@@ -113,17 +113,15 @@ async fn converse(transport: Transport) -> (EndpointKind, EndpointKind) {
     let client_builder: ClientBuilder = Client::builder().max_reconnect_attempts(Some(1));
     let addr = || server.local_addr().to_string();
     let client: Client = match transport {
-        Transport::Tcp => {
-            client_builder
-                .connect(addr(), LengthCodec::new(), make)
-                .await
-        }
-        Transport::Tls => {
-            client_builder
-                .tls(client_tls)
-                .connect(addr(), LengthCodec::new(), make)
-                .await
-        }
+        Transport::Tcp => client_builder
+            .connect(addr(), LengthCodec::new(), make)
+            .await
+            .expect("connect"),
+        Transport::Tls => client_builder
+            .tls(client_tls)
+            .connect(addr(), LengthCodec::new(), make)
+            .await
+            .expect("connect"),
         Transport::Ws => client_builder
             .connect_ws(&format!("ws://{}/echo", addr()), LengthCodec::new(), make)
             .await
@@ -133,16 +131,14 @@ async fn converse(transport: Transport) -> (EndpointKind, EndpointKind) {
             .connect_ws(&format!("wss://{}/echo", addr()), LengthCodec::new(), make)
             .await
             .unwrap(),
-        Transport::Udp => {
-            client_builder
-                .connect_udp(addr(), LengthCodec::new(), make)
-                .await
-        }
-        Transport::Unix => {
-            client_builder
-                .connect_unix(&socket, LengthCodec::new(), make)
-                .await
-        }
+        Transport::Udp => client_builder
+            .connect_udp(addr(), LengthCodec::new(), make)
+            .await
+            .expect("connect"),
+        Transport::Unix => client_builder
+            .connect_unix(&socket, LengthCodec::new(), make)
+            .await
+            .expect("connect"),
     };
     let session = client
         .sessions()

@@ -23,7 +23,7 @@ async fn udp_echo_server(config: SessionConfig, log: Log) -> ServerHandle {
         .await
         .expect("bind udp")
         .serve(
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 let log = log.clone();
                 Ok::<_, Infallible>(tower::service_fn(move |req: Request<BytesMut>| {
@@ -120,7 +120,7 @@ async fn a_connected_udp_client_talks_to_a_udp_server() {
     let client = Client::builder()
         .connect_udp(
             server.local_addr().to_string(),
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 let tx = tx.clone();
                 Ok::<_, Infallible>(tower::service_fn(move |req: Request<BytesMut>| {
@@ -131,7 +131,8 @@ async fn a_connected_udp_client_talks_to_a_udp_server() {
                 }))
             }),
         )
-        .await;
+        .await
+        .expect("connect");
     let session = client.sessions().sessions().pop().expect("a session");
     assert_eq!(session.kind(), EndpointKind::UdpClient);
     for text in ["one", "two"] {
@@ -195,7 +196,7 @@ async fn a_full_session_table_evicts_the_longest_idle_session_so_a_new_peer_is_s
     let server = {
         let log = log.clone();
         server.serve(
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 let log = log.clone();
                 Ok::<_, Infallible>(tower::service_fn(move |req: Request<BytesMut>| {

@@ -113,7 +113,8 @@ async fn a_unix_socket_server_and_client_echo_with_unix_kinds_and_addresses() {
     let log = Log::default();
     let c = Client::builder()
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "a session on each side", || {
         c.session_count() == 1 && server.session_count() == 1
     })
@@ -158,7 +159,7 @@ async fn a_unix_socket_server_and_client_echo_with_unix_kinds_and_addresses() {
 #[should_panic(expected = "no IP address")]
 async fn local_addr_of_a_unix_server_panics_pointing_to_addr() {
     let path = SockPath::new();
-    let server = Server::builder().bind_unix(&*path).expect("bind_unix");
+    let server: Server = Server::builder().bind_unix(&*path).expect("bind_unix");
     let _ = server.local_addr();
 }
 
@@ -170,7 +171,10 @@ async fn a_unix_client_with_nothing_listening_retries_and_gives_up() {
         .reconnect_interval(Duration::from_millis(20))
         .max_reconnect_attempts(Some(3))
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect_err("the first attempt fails")
+        .into_client()
+        .expect("a well-formed target");
     within(LIMIT, c.closed()).await;
     assert!(c.is_closed());
     assert_eq!(c.session_count(), 0);
@@ -185,7 +189,8 @@ async fn a_unix_client_reconnects_after_losing_its_session() {
     let c = Client::builder()
         .reconnect_interval(Duration::from_millis(20))
         .connect_unix(&*path, LengthCodec::new(), client_side(&log))
-        .await;
+        .await
+        .expect("connect");
     eventually(LIMIT, "the first session", || server.session_count() == 1).await;
     let first = server.sessions().sessions().pop().unwrap();
     first.close();
@@ -334,7 +339,7 @@ async fn binding_over_an_existing_file_is_an_error_and_leaves_the_file_alone() {
     let path = SockPath::new();
     std::fs::write(&*path, b"precious").unwrap();
     let err = Server::builder()
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("bind over a regular file");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert_eq!(std::fs::read(&*path).unwrap(), b"precious");
@@ -345,7 +350,7 @@ async fn binding_over_a_live_socket_is_an_error_and_the_first_server_keeps_servi
     let path = SockPath::new();
     let (server, _log) = serve_recording(Server::builder().bind_unix(&*path).unwrap());
     let err = Server::builder()
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("bind over a live socket");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert!(is_socket(&path));
@@ -371,7 +376,7 @@ async fn bind_unix_with_tls_is_an_invalid_input_error() {
     let path = SockPath::new();
     let err = Server::builder()
         .tls(ServerTlsConfig::from_rustls(Arc::new(config)))
-        .bind_unix(&*path)
+        .bind_unix::<Bytes>(&*path)
         .expect_err("TLS over a Unix socket");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("TLS"), "{err}");
@@ -389,9 +394,9 @@ struct Numbered {
 }
 
 impl EventListener<Bytes> for Numbered {
-    fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push(format!("open:{}", session.kind()));
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.n += 1;
@@ -437,16 +442,14 @@ async fn converse(server: Server) -> Conversation {
     let log = Log::default();
     let builder = Client::builder();
     let c = match &addr {
-        Addr::Inet(a) => {
-            builder
-                .connect(a.to_string(), LengthCodec::new(), client_side(&log))
-                .await
-        }
-        Addr::Unix(Some(path)) => {
-            builder
-                .connect_unix(path, LengthCodec::new(), client_side(&log))
-                .await
-        }
+        Addr::Inet(a) => builder
+            .connect(a.to_string(), LengthCodec::new(), client_side(&log))
+            .await
+            .expect("connect"),
+        Addr::Unix(Some(path)) => builder
+            .connect_unix(path, LengthCodec::new(), client_side(&log))
+            .await
+            .expect("connect"),
         other => panic!("unexpected server address {other}"),
     };
     eventually(LIMIT, "a session on each side", || {

@@ -93,9 +93,9 @@ struct Rec {
 }
 
 impl<P: Into<Bytes> + Send + 'static> EventListener<P> for Rec {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.seen.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: P) -> Option<Bytes> {
         let pkg: Bytes = pkg.into();
@@ -129,7 +129,7 @@ async fn ws_server(builder: ServerBuilder, seen: &Seen) -> ServerHandle {
     let server = builder.bind("127.0.0.1:0").await.expect("bind");
     let seen = seen.clone();
     server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             seen.made.fetch_add(1, Ordering::SeqCst);
             Ok::<_, BoxError>(ListenerService::new(Rec {
@@ -146,7 +146,7 @@ async fn ws_client(builder: ClientBuilder, url: &str, seen: &Seen) -> Client {
     builder
         .connect_ws(
             url,
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 seen.made.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, BoxError>(ListenerService::new(Rec {
@@ -156,7 +156,7 @@ async fn ws_client(builder: ClientBuilder, url: &str, seen: &Seen) -> Client {
             }),
         )
         .await
-        .expect("a valid ws URL")
+        .unwrap_or_else(|e| e.into_client().expect("a well-formed target"))
 }
 
 /// The one live session of a registry-holder, once there is one.

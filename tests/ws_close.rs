@@ -26,9 +26,9 @@ struct Echo {
 }
 
 impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
         self.log
@@ -53,7 +53,7 @@ async fn echo_server(config: SessionConfig) -> (ServerHandle, Log) {
     let log = Log::default();
     let l = log.clone();
     let handle = server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
         }),

@@ -35,9 +35,9 @@ struct Echo {
 }
 
 impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
         self.log
@@ -58,7 +58,7 @@ async fn serve(builder: ServerBuilder) -> (ServerHandle, Log) {
     let log = Log::default();
     let l = log.clone();
     let handle = server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
         }),
@@ -322,7 +322,7 @@ async fn a_frame_sent_with_the_101_answer_reaches_a_getty_client() {
         .session_config(getty::SessionConfig::default().wait_time(Duration::from_millis(200)))
         .connect_ws(
             &format!("ws://{addr}/x"),
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
             }),

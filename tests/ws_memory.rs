@@ -51,7 +51,7 @@ async fn echo_server(config: SessionConfig) -> ServerHandle {
         .await
         .expect("bind");
     server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(|_: &Session| {
             Ok::<_, BoxError>(tower::service_fn(
                 |req: Request<bytes::BytesMut>| async move {

@@ -29,9 +29,9 @@ struct Echo {
 }
 
 impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
         self.log
@@ -56,7 +56,7 @@ async fn echo_server(builder: ServerBuilder) -> (ServerHandle, Log) {
     let log = Log::default();
     let l = log.clone();
     let handle = server.serve(
-        |_: &Session| BytesCodec::new(),
+        BytesCodec::new(),
         new_session_fn(move |_: &Session| {
             Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
         }),
@@ -333,7 +333,7 @@ async fn a_getty_client_and_server_keep_each_other_alive_with_pings_alone() {
         .session_config(config)
         .connect_ws(
             &format!("ws://{}/ws", server.local_addr()),
-            |_: &Session| BytesCodec::new(),
+            BytesCodec::new(),
             new_session_fn(move |_: &Session| {
                 Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
             }),

@@ -59,9 +59,9 @@ struct Listener {
 }
 
 impl EventListener<Bytes> for Listener {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.seen.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.seen
@@ -209,7 +209,8 @@ async fn a_client_pinging_when_writer_idle_keeps_a_reader_idle_server_from_closi
                 )
             }),
         )
-        .await;
+        .await
+        .expect("connect");
 
     // Ten pings a ping limit apart span more than three server limits.
     eventually(LIMIT, "ten pings at the server", || {

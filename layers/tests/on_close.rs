@@ -35,7 +35,7 @@ struct Echo {
 }
 
 impl EventListener<Bytes> for Echo {
-    fn on_open(&mut self, session: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, session: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push(format!("open:{}", session.id()));
         if self.refuse {
             return Err("refused".into());
@@ -44,7 +44,7 @@ impl EventListener<Bytes> for Echo {
         session.add_close_callback("listener", 0u8, move || {
             log.push(format!("listener-callback:{id}"))
         });
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         Some(pkg)

@@ -104,13 +104,13 @@ struct Echo {
 }
 
 impl EventListener<Bytes> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         if self.refuse {
             self.seen.refused.fetch_add(1, Ordering::SeqCst);
             return Err("refused by the listener".into());
         }
         self.seen.opened.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, session: &Session, pkg: Bytes) -> Option<Bytes> {
         self.seen.messages.fetch_add(1, Ordering::SeqCst);
@@ -556,7 +556,7 @@ async fn a_storm_of_1000_connects_and_disconnects_leaves_opened_eq_closed_plus_l
 async fn an_open_that_panics_is_counted_refused_not_opened_over_sockets() {
     struct PanicsOnOpen;
     impl EventListener<Bytes> for PanicsOnOpen {
-        fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+        fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
             panic!("on_open panics (expected by the test)");
         }
         fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {

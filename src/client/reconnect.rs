@@ -4,12 +4,13 @@
 
 use std::{
     collections::hash_map::RandomState,
+    fmt,
     future::Future,
     hash::{BuildHasher, Hasher},
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     task::{ready, Context, Poll},
     time::Duration,
@@ -90,14 +91,53 @@ impl Jitter {
 /// the TLS handshake after the client had finished its part (over TLS 1.3
 /// the client is done first, and the server's "certificate required" comes
 /// as an alert on the first read): a TLS error before the first packet.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Attempt {
     opened: AtomicBool,
     delivered: AtomicBool,
     refused: AtomicBool,
+    /// Runs once, on the session's task, when `Open` has been accepted.
+    on_open: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("opened", &self.opened)
+            .field("delivered", &self.delivered)
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Attempt {
+    /// An attempt that calls `on_open` once its session's `Open` has been
+    /// accepted.
+    pub(super) fn calling(on_open: impl FnOnce() + Send + 'static) -> Self {
+        Attempt {
+            on_open: Mutex::new(Some(Box::new(on_open))),
+            ..Attempt::default()
+        }
+    }
+
+    /// Whether `Open` was accepted (the session ran, even if the server
+    /// refused it on the first read).
+    pub(super) fn opened(&self) -> bool {
+        self.opened.load(Ordering::Acquire)
+    }
+
+    fn open_accepted(&self) {
+        self.opened.store(true, Ordering::Release);
+        let on_open = self
+            .on_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(on_open) = on_open {
+            on_open();
+        }
+    }
+
     /// Whether the session started: `Open` accepted, and no TLS refusal
     /// before the first packet.
     pub(super) fn started(&self) -> bool {
@@ -178,7 +218,7 @@ where
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
         if let (Some(attempt), Ok(_)) = (this.open.take(), &out) {
-            attempt.opened.store(true, Ordering::Release);
+            attempt.open_accepted();
         }
         Poll::Ready(out)
     }

@@ -5,9 +5,6 @@ use std::{fmt, io};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::MakeCodec;
-use crate::Session;
-
 /// The most a decode reserves ahead of data that has not arrived.
 const RESERVE_STEP: usize = 64 * 1024;
 
@@ -127,9 +124,9 @@ impl From<io::Error> for LengthCodecError {
 /// anything that is `AsRef<[u8]>`-like: `Bytes`, `BytesMut`, `Vec<u8>`,
 /// `&'static [u8]`, `String`.
 ///
-/// Given to a server or client as a [`MakeCodec`], each session gets a copy
+/// Given to a server or client as a [`MakeCodec`](super::MakeCodec), each session gets a copy
 /// whose maximum is the session's
-/// [`max_packet_len`](Session::max_packet_len), or the smaller of the two
+/// [`max_packet_len`](crate::Session::max_packet_len), or the smaller of the two
 /// when the builder set one explicitly: both limits hold.
 #[derive(Debug, Clone, Copy)]
 pub struct LengthCodec {
@@ -185,6 +182,16 @@ impl LengthCodec {
     /// The largest payload accepted.
     pub fn max_packet_len(&self) -> usize {
         self.max
+    }
+
+    /// Takes a session's `max_packet_len`: the smaller of the two when the
+    /// builder set a maximum explicitly, the session's otherwise.
+    pub(super) fn limit_to(&mut self, session_max: usize) {
+        self.max = if self.explicit_max {
+            self.max.min(session_max)
+        } else {
+            session_max
+        };
     }
 
     /// The largest length the field can express.
@@ -320,23 +327,3 @@ macro_rules! encode_as_slice {
 }
 
 encode_as_slice!(Bytes, BytesMut, Vec<u8>, &'static [u8], String);
-
-impl<W> MakeCodec<W> for LengthCodec
-where
-    LengthCodec: Encoder<W, Error = LengthCodecError>,
-    W: 'static,
-{
-    type Codec = LengthCodec;
-    type Error = LengthCodecError;
-
-    fn make_codec(&self, session: &Session<W>) -> LengthCodec {
-        LengthCodec {
-            max: if self.explicit_max {
-                self.max.min(session.max_packet_len())
-            } else {
-                session.max_packet_len()
-            },
-            ..*self
-        }
-    }
-}

@@ -73,7 +73,8 @@ pub(crate) const RESERVE_STEP: usize = 64 * 1024;
 /// ```
 ///
 /// It works wherever a tokio-util codec does: in a `Framed`, or given to the
-/// core [`Server`](crate::Server) as its codec (`|_: &Session| PkgCodec::new()`).
+/// core [`Server`](crate::Server) as its codec
+/// (`server.serve(PkgCodec::new(), make)`: each session gets a copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PkgCodec {
     header_size: u8,

@@ -24,13 +24,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     budget::{InputBudget, DEFAULT_INPUT_BUDGET},
-    codec::MakeCodec,
+    codec::MakeCodecFor,
     session::Stages,
     tls::ServerTlsConfig,
     transport::WsOptions,
     Addr, MakeSessionService, Registry, SessionConfig,
 };
-use tokio_util::codec::Decoder;
 
 /// Builds a [`Server`]: getty's server options.
 ///
@@ -39,7 +38,9 @@ use tokio_util::codec::Decoder;
 /// use std::time::Duration;
 ///
 /// # async fn demo() -> std::io::Result<()> {
-/// let server = Server::builder()
+/// // `Server` for packets of the default type, `Bytes`: a server that is
+/// // served later need not say, `serve` tells the compiler.
+/// let server: Server = Server::builder()
 ///     .session_config(SessionConfig::default().cron_period(Some(Duration::from_secs(1))))
 ///     .max_sessions(10_000)
 ///     .bind("127.0.0.1:0")
@@ -208,9 +209,14 @@ impl ServerBuilder {
     /// Binds a listening TCP socket (getty's `WithLocalAddress`). Port 0
     /// picks a free port; [`Server::local_addr`] tells which.
     ///
+    /// `W`, the sessions' outgoing packet type, is the one
+    /// [`serve`](Server::serve) is given: the compiler infers it from that
+    /// call. A server that is never served names it
+    /// (`let server: Server = ...` for `Bytes`).
+    ///
     /// # Errors
     /// When the address cannot be resolved or bound.
-    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+    pub async fn bind<W>(self, addr: impl ToSocketAddrs) -> io::Result<Server<W>> {
         let listener = TcpListener::bind(addr).await?;
         self.from_listener(listener)
     }
@@ -219,12 +225,13 @@ impl ServerBuilder {
     ///
     /// # Errors
     /// When the listener's local address cannot be read.
-    pub fn from_listener(self, listener: TcpListener) -> io::Result<Server> {
+    pub fn from_listener<W>(self, listener: TcpListener) -> io::Result<Server<W>> {
         let addr = Addr::from(listener.local_addr()?);
         Ok(Server {
             listener: Listener::Tcp(listener),
             addr,
             builder: self,
+            registry: Registry::default(),
         })
     }
 
@@ -243,7 +250,7 @@ impl ServerBuilder {
     /// # Errors
     /// When the address cannot be resolved or bound, or TLS or WebSocket was
     /// configured (neither runs over UDP).
-    pub async fn bind_udp(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+    pub async fn bind_udp<W>(self, addr: impl ToSocketAddrs) -> io::Result<Server<W>> {
         if self.tls.is_some() || self.ws.path.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -256,6 +263,7 @@ impl ServerBuilder {
             listener: Listener::Udp(Arc::new(socket)),
             addr,
             builder: self,
+            registry: Registry::default(),
         })
     }
 
@@ -268,7 +276,7 @@ impl ServerBuilder {
     /// # Errors
     /// When the socket cannot be bound, or TLS was configured (TLS runs over
     /// TCP only).
-    pub fn bind_unix(self, path: impl AsRef<Path>) -> io::Result<Server> {
+    pub fn bind_unix<W>(self, path: impl AsRef<Path>) -> io::Result<Server<W>> {
         if self.tls.is_some() || self.ws.path.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -282,6 +290,7 @@ impl ServerBuilder {
             listener: Listener::Unix { listener, file },
             addr: Addr::Unix(Some(path)),
             builder: self,
+            registry: Registry::default(),
         })
     }
 }
@@ -307,11 +316,21 @@ impl ServerBuilder {
 /// handle.shutdown(Duration::from_secs(5)).await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct Server {
+pub struct Server<W = bytes::Bytes> {
     listener: Listener,
     addr: Addr,
     builder: ServerBuilder,
+    registry: Registry<W>,
+}
+
+impl<W> fmt::Debug for Server<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("addr", &self.addr)
+            .field("builder", &self.builder)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -405,7 +424,9 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
+}
 
+impl<W> Server<W> {
     /// The TCP address the server is bound to.
     ///
     /// # Panics
@@ -420,6 +441,43 @@ impl Server {
         &self.addr
     }
 
+    /// The server's session registry, already before [`serve`](Self::serve):
+    /// the one [`ServerHandle::sessions`] returns once serving. A
+    /// new-session callback or a listener can hold it, to reach the other
+    /// sessions (a chat server broadcasts through it). A session is in it
+    /// before the new-session callback runs.
+    ///
+    /// ```no_run
+    /// use getty::{codec::LinesCodec, new_session_fn, BoxError, EventListener, ListenerService, Registry, Server, Session};
+    ///
+    /// /// Relays each line to everybody else.
+    /// struct Chat {
+    ///     room: Registry<String>,
+    /// }
+    ///
+    /// impl EventListener<String, String> for Chat {
+    ///     fn on_message(&mut self, me: &Session<String>, line: String) -> Option<String> {
+    ///         self.room.broadcast_except(me.id(), format!("{}: {line}", me.id()));
+    ///         None
+    ///     }
+    /// }
+    ///
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let server = Server::builder().bind("127.0.0.1:0").await?;
+    /// let room = server.registry();
+    /// let handle = server.serve(
+    ///     LinesCodec::new(),
+    ///     new_session_fn(move |me: &Session<String>| {
+    ///         room.broadcast_except(me.id(), format!("{} joined", me.id()));
+    ///         Ok::<_, BoxError>(ListenerService::new(Chat { room: room.clone() }))
+    ///     }),
+    /// );
+    /// # Ok(()) }
+    /// ```
+    pub fn registry(&self) -> Registry<W> {
+        self.registry.clone()
+    }
+
     /// Starts accepting on the current tokio runtime (getty's
     /// `RunEventLoop`) and returns at once with a handle.
     ///
@@ -427,24 +485,26 @@ impl Server {
     /// `NewSessionCallback`: any tower `MakeService`, or
     /// [`new_session_fn`](crate::new_session_fn)) builds its service stack
     /// from it or refuses it, then `codec` makes its codec, and a task drives
-    /// it until it closes.
+    /// it until it closes. `codec` is any `Clone` tokio-util codec (each
+    /// session gets a clone, e.g. `LinesCodec::new()`), or
+    /// [`codec::per_session`](crate::codec::per_session)`(|session| ...)` to
+    /// make each from its session.
     ///
     /// Accept errors never stop the server: a failed accept (EMFILE and the
     /// like) is logged and retried after a growing pause (5 ms to 1 s).
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn serve<MC, M, R, W>(self, codec: MC, make: M) -> ServerHandle<W>
+    pub fn serve<MC, M, R>(self, codec: MC, make: M) -> ServerHandle<W>
     where
-        MC: MakeCodec<W>,
-        MC::Codec: Decoder<Item = R>,
+        MC: MakeCodecFor<R, W>,
         M: MakeSessionService<R, W>,
         R: Send + 'static,
         W: Send + 'static,
     {
         let shared = Arc::new(Shared {
             budget: builder_budget(&self.builder),
-            registry: Registry::default(),
+            registry: self.registry.clone(),
             slots: Arc::default(),
             stages: Stages::new(),
             tracker: TaskTracker::new(),

@@ -44,9 +44,9 @@ pub struct Recorder {
 }
 
 impl EventListener<Bytes> for Recorder {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.log
@@ -93,9 +93,9 @@ pub struct ClientSide {
 }
 
 impl EventListener<Bytes> for ClientSide {
-    fn on_open(&mut self, _: &Session) -> Result<(), BoxError> {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
         self.log.push("open");
-        Ok(())
+        Ok(None)
     }
     fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
         self.log
