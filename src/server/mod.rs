@@ -129,7 +129,7 @@ impl ServerBuilder {
     /// use getty::Server;
     ///
     /// # async fn demo() -> std::io::Result<()> {
-    /// let server = Server::builder()
+    /// let server: Server = Server::builder()
     ///     .check_origin(|origin| origin == Some("https://example.com"))
     ///     .websocket("/ws")
     ///     .bind("127.0.0.1:0")
