@@ -185,13 +185,34 @@ pub(super) struct Conn<T, C, R, W> {
     /// Since when the session waits for room in the budget (for a session
     /// with nothing buffered: since it last asked the holders to give way).
     pub(super) budget_wait: Option<Instant>,
+    /// Packets decoded and encoded since the counters were last updated.
+    pub(super) decoded: u32,
+    pub(super) encoded: u32,
 }
 
 impl<T, C, R, W> Drop for Conn<T, C, R, W> {
     fn drop(&mut self) {
+        self.flush_counts();
         if let Some(budget) = &self.budget {
             budget.give_back(self.charged);
             budget.forget(self.session.id());
+        }
+    }
+}
+
+impl<T, C, R, W> Conn<T, C, R, W> {
+    /// Adds the packets counted since the last call to the session's stats,
+    /// and stamps it active at the read they came from.
+    pub(super) fn flush_counts(&mut self) {
+        let counters = self.session.counters();
+        if self.decoded > 0 {
+            crate::session::Counters::add(&counters.packets_in, u64::from(self.decoded));
+            self.session.mark_active(self.last_read.into_std());
+            self.decoded = 0;
+        }
+        if self.encoded > 0 {
+            crate::session::Counters::add(&counters.packets_out, u64::from(self.encoded));
+            self.encoded = 0;
         }
     }
 }
@@ -246,6 +267,8 @@ where
             charged: 0,
             holding: None,
             budget_wait: None,
+            decoded: 0,
+            encoded: 0,
         }
     }
 
@@ -480,6 +503,7 @@ where
             progress = true;
         }
         self.settle_budget();
+        self.flush_counts();
         progress
     }
 

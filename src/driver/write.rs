@@ -14,7 +14,7 @@ use super::{
     conn::{Conn, WriteSide},
     read::contain,
 };
-use crate::{session::queue::Outbound, transport::Transport, BoxError, Session};
+use crate::{session::queue::Outbound, transport::Transport, BoxError};
 
 /// First allocation of the write buffer.
 const WRITE_CHUNK: usize = 8 * 1024;
@@ -43,8 +43,9 @@ where
             return false;
         }
         let before = self.wbuf.len();
-        match encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg) {
+        match encode_packet(&mut self.codec, &mut self.wbuf, pkg) {
             Ok(()) => {
+                self.encoded += 1;
                 self.mark_frame(before);
                 true
             }
@@ -91,12 +92,11 @@ where
             let before = self.wbuf.len();
             match item {
                 Outbound::Packet(pkg) => {
-                    if let Err(e) =
-                        encode_packet(&mut self.codec, &mut self.wbuf, &self.session, pkg)
-                    {
+                    if let Err(e) = encode_packet(&mut self.codec, &mut self.wbuf, pkg) {
                         failure = Some(e);
                         break;
                     }
+                    self.encoded += 1;
                 }
                 Outbound::Bytes(b) => self.wbuf.extend_from_slice(&b),
                 Outbound::Vectored(bufs) => {
@@ -202,13 +202,8 @@ where
     }
 }
 
-/// Encodes one packet into the write buffer, counting it.
-fn encode_packet<C: Encoder<W>, W>(
-    codec: &mut C,
-    wbuf: &mut BytesMut,
-    session: &Session<W>,
-    pkg: W,
-) -> Result<(), BoxError>
+/// Encodes one packet into the write buffer.
+fn encode_packet<C: Encoder<W>, W>(codec: &mut C, wbuf: &mut BytesMut, pkg: W) -> Result<(), BoxError>
 where
     C::Error: Into<BoxError>,
 {
@@ -222,6 +217,5 @@ where
         wbuf.truncate(before);
         return Err(e);
     }
-    crate::session::Counters::add(&session.counters().packets_out, 1);
     Ok(())
 }
