@@ -66,6 +66,9 @@ static GLOBAL: memory::ProbeAlloc = memory::ProbeAlloc;
 /// The generator's share of its core from which a run measures the
 /// generator rather than the server.
 const LOAD_SATURATED: f64 = 0.95;
+/// Below this share of its core, with the generator not saturated either,
+/// the server was not the bottleneck: other processes took the cores.
+const CONTENDED: f64 = 0.90;
 
 /// A throughput part: what the servers speak and the generator loads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -227,6 +230,7 @@ fn throughput(
             servers.push(server);
         }
     }
+    println!("  load average {}", cpu::loadavg());
     let pids: Vec<u32> = servers.iter().map(ServerProc::pid).collect();
     let mut runs: Vec<(Kind, Run)> = Vec::new();
     let mut result = Ok(());
@@ -263,7 +267,7 @@ fn throughput(
 fn print_run(part: Part, round: usize, rounds: usize, kind: Kind, run: &Run) {
     println!(
         "  {} {round}/{rounds} {:<7} {:>10} pkt/s | server cpu {:>3.0}% (usr {:>2.0} sys {:>2.0}) \
-         | load cpu {:>3.0}% | {:>10} pkt per server cpu-s",
+         | load cpu {:>3.0}% | {:>10} pkt per server cpu-s{}",
         part.name(),
         kind.name(),
         thousands(run.rate()),
@@ -272,6 +276,7 @@ fn print_run(part: Part, round: usize, rounds: usize, kind: Kind, run: &Run) {
         run.server.sys * 100.0,
         run.load.total() * 100.0,
         thousands(run.per_server_cpu()),
+        if contended(run) { " (contended)" } else { "" },
     );
     if run.load.total() >= LOAD_SATURATED {
         println!(
@@ -280,6 +285,12 @@ fn print_run(part: Part, round: usize, rounds: usize, kind: Kind, run: &Run) {
             run.load.total() * 100.0
         );
     }
+}
+
+/// Neither side used its core fully: a ping-pong between two pinned
+/// processes keeps one of them busy unless other work takes their cores.
+fn contended(run: &Run) -> bool {
+    run.server.total() < CONTENDED && run.load.total() < LOAD_SATURATED
 }
 
 fn summarize(part: Part, runs: &[(Kind, Run)]) {
@@ -315,6 +326,17 @@ fn summarize(part: Part, runs: &[(Kind, Run)]) {
              their pkt/s is the generator's limit; compare per server cpu-second",
             runs.len(),
             part.name()
+        );
+    }
+    let shared = runs.iter().filter(|(_, r)| contended(r)).count();
+    if shared > 0 {
+        println!(
+            "  note: in {shared} of {} {} runs neither side used its core fully: other work \
+             shared the cores (load average now {}); their pkt/s is not comparable, their pkt \
+             per server cpu-s is",
+            runs.len(),
+            part.name(),
+            cpu::loadavg()
         );
     }
     if lib.is_empty() || floor.is_empty() {
