@@ -181,6 +181,7 @@ impl Spec {
 /// (CPU in seconds over the window).
 pub(crate) fn child_main() -> ExitCode {
     exit_when_stdin_closes();
+    crate::raise_fd_limit();
     let result = Spec::from_env().and_then(|spec| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -145,11 +145,7 @@ fn measure(cfg: &Config, rt: &Runtime, server: &ServerHandle) -> Result<(), Stri
     println!(
         "idle memory: {n} TCP sessions, heap {per_session} bytes per session -- target <= \
          {HEAP_TARGET}: {} (a hand-written echo holds about {HAND_WRITTEN})",
-        if per_session <= HEAP_TARGET {
-            "met"
-        } else {
-            "MISSED"
-        }
+        crate::verdict(cfg, per_session <= HEAP_TARGET)
     );
     println!(
         "  live allocations per session: {:.1}",
