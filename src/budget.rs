@@ -46,6 +46,9 @@ pub(crate) struct InputBudget {
     /// Sessions waiting for room, by session id: one waker each however
     /// often a session looks.
     waiting: Mutex<HashMap<u64, Waker>>,
+    /// How many sessions `waiting` holds: giving back skips the lock when
+    /// none waits (every read gives back the unused part of its grant).
+    waiters: AtomicUsize,
     /// Sessions that wait on their socket holding part of a packet: when
     /// another session finds the budget spent they are woken, look again,
     /// and give way if it is still spent.
@@ -61,6 +64,7 @@ impl InputBudget {
             limit,
             used: AtomicUsize::new(0),
             waiting: Mutex::new(HashMap::new()),
+            waiters: AtomicUsize::new(0),
             holders: Mutex::new(HashMap::new()),
             pressed: AtomicU64::new(0),
         }
@@ -112,10 +116,18 @@ impl InputBudget {
         if n == 0 {
             return;
         }
-        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        // SeqCst with `wait`: either the waiter sees the room given back,
+        // or this sees the waiter.
+        let before = self.used.fetch_sub(n, Ordering::SeqCst);
         debug_assert!(before >= n, "budget gave back more than it charged");
-        if self.limit.saturating_sub(before - n) >= MIN_GRANT {
-            let waiting = std::mem::take(&mut *lock(&self.waiting));
+        if self.limit.saturating_sub(before - n) >= MIN_GRANT
+            && self.waiters.load(Ordering::SeqCst) > 0
+        {
+            let waiting = {
+                let mut map = lock(&self.waiting);
+                self.waiters.store(0, Ordering::SeqCst);
+                std::mem::take(&mut *map)
+            };
             for (_, waker) in waiting {
                 waker.wake();
             }
@@ -125,8 +137,12 @@ impl InputBudget {
     /// Registers `session`'s waker to hear when room is given back. Looks
     /// again after registering: room given back in between is not missed.
     pub(crate) fn wait(&self, session: u64, waker: &Waker) -> bool {
-        lock(&self.waiting).insert(session, waker.clone());
-        self.limit.saturating_sub(self.used()) >= MIN_GRANT
+        {
+            let mut map = lock(&self.waiting);
+            map.insert(session, waker.clone());
+            self.waiters.store(map.len(), Ordering::SeqCst);
+        }
+        self.limit.saturating_sub(self.used.load(Ordering::SeqCst)) >= MIN_GRANT
     }
 
     /// Registers `session` as holding part of a packet while it waits on
@@ -166,12 +182,14 @@ impl InputBudget {
 
     /// Forgets a session that waited and got room.
     pub(crate) fn stop_waiting(&self, session: u64) {
-        lock(&self.waiting).remove(&session);
+        let mut map = lock(&self.waiting);
+        map.remove(&session);
+        self.waiters.store(map.len(), Ordering::SeqCst);
     }
 
     /// Forgets a session that ended.
     pub(crate) fn forget(&self, session: u64) {
-        lock(&self.waiting).remove(&session);
+        self.stop_waiting(session);
         lock(&self.holders).remove(&session);
     }
 }

@@ -292,10 +292,11 @@ impl Decoder for LengthCodec {
             return Ok(None);
         }
         let mut header = &src[..n];
-        let len = if self.big_endian {
-            header.get_uint(n)
-        } else {
-            header.get_uint_le(n)
+        let len = match (n, self.big_endian) {
+            // The default header, read without the general loop.
+            (4, true) => u64::from(header.get_u32()),
+            (_, true) => header.get_uint(n),
+            (_, false) => header.get_uint_le(n),
         };
         if len > self.max as u64 {
             return Err(LengthCodecError::TooLarge { len, max: self.max });

@@ -16,8 +16,10 @@ use super::{
 };
 use crate::{session::queue::Outbound, transport::Transport, BoxError};
 
-/// First allocation of the write buffer.
-const WRITE_CHUNK: usize = 8 * 1024;
+/// First allocation of the write buffer: a whole batch's worth, as for
+/// the read buffer (a smaller one is copied as it grows); given back when
+/// the session goes quiet.
+const WRITE_CHUNK: usize = 64 * 1024;
 
 impl<T, C, R, W> Conn<T, C, R, W>
 where

@@ -835,7 +835,11 @@ impl<W> Session<W> {
 
     /// Takes the raised errors, oldest first (for the driver).
     pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
-        if !self.inner.has_raised.swap(false, Ordering::AcqRel) {
+        // A plain load first: the swap is a locked instruction, and this
+        // runs on every pass of the driver.
+        if !self.inner.has_raised.load(Ordering::Acquire)
+            || !self.inner.has_raised.swap(false, Ordering::AcqRel)
+        {
             return Vec::new();
         }
         std::mem::take(&mut *lock(&self.inner.raised))
