@@ -18,7 +18,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::SessionConfig;
@@ -247,8 +247,11 @@ struct Inner<W> {
     /// The session's shutdown stages (see [`Stages`]): its own `close`
     /// token, and its owner's `force` and `kill` tokens.
     stages: Stages,
-    /// The session ended: `Close` passed, the close callbacks ran.
-    finished: CancellationToken,
+    /// The session ended: `Close` passed, the close callbacks ran. A flag
+    /// and a `Notify` (inline) rather than a token, which would cost every
+    /// session an allocation.
+    finished: AtomicBool,
+    finished_notify: Notify,
     /// Errors raised by the application or a layer, for the driver to pass
     /// down the stack; `true` marks one that closes the session.
     raised: Mutex<Vec<(Error, bool)>>,
@@ -417,7 +420,8 @@ impl<W> Session<W> {
                 },
                 queue: Queue::new(config.queue_capacity),
                 stages: owner.for_session(),
-                finished: CancellationToken::new(),
+                finished: AtomicBool::new(false),
+                finished_notify: Notify::new(),
                 raised: Mutex::new(Vec::new()),
                 has_raised: AtomicBool::new(false),
                 written: AtomicU64::new(now_nanos()),
@@ -848,7 +852,13 @@ impl<W> Session<W> {
     /// Resolves once the session has ended: the socket is closed, `Close`
     /// passed the stack and the close callbacks ran.
     pub async fn finished(&self) {
-        self.inner.finished.cancelled().await;
+        loop {
+            let notified = self.inner.finished_notify.notified();
+            if self.inner.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Registers `callback` to run once after the session closes (getty's
@@ -938,6 +948,7 @@ impl<W> Session<W> {
         for callback in callbacks {
             run_contained(self.inner.id, callback);
         }
-        self.inner.finished.cancel();
+        self.inner.finished.store(true, Ordering::Release);
+        self.inner.finished_notify.notify_waiters();
     }
 }
