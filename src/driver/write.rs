@@ -205,7 +205,11 @@ where
 }
 
 /// Encodes one packet into the write buffer.
-fn encode_packet<C: Encoder<W>, W>(codec: &mut C, wbuf: &mut BytesMut, pkg: W) -> Result<(), BoxError>
+fn encode_packet<C: Encoder<W>, W>(
+    codec: &mut C,
+    wbuf: &mut BytesMut,
+    pkg: W,
+) -> Result<(), BoxError>
 where
     C::Error: Into<BoxError>,
 {
