@@ -44,17 +44,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for StreamIo<T> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    fn poll_send_frame(
-        &mut self,
-        _: &mut Context<'_>,
-        _: &mut BytesMut,
-        _: usize,
-    ) -> Poll<io::Result<()>> {
-        Poll::Ready(Err(io::Error::other(
-            "a byte stream has no messages (poll_write_from)",
-        )))
-    }
-
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
@@ -172,12 +161,6 @@ where
                 }
             };
         }
-    }
-
-    fn poll_write_from(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Err(io::Error::other(
-            "a message transport sends whole messages (poll_send_frame)",
-        )))
     }
 
     fn poll_send_frame(

@@ -55,7 +55,12 @@ pub(crate) trait Transport: Unpin {
 
     /// Writes from `buf`, some of it (byte streams only; the driver sends
     /// on a framed transport with `poll_send_frame`).
-    fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    fn poll_write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let _ = (cx, buf);
+        Poll::Ready(Err(io::Error::other(
+            "a message transport sends whole messages (poll_send_frame)",
+        )))
+    }
 
     /// Sends the first `len` bytes of `buf` as one message and removes them
     /// from `buf` (framed transports only).
@@ -64,7 +69,12 @@ pub(crate) trait Transport: Unpin {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
         len: usize,
-    ) -> Poll<io::Result<()>>;
+    ) -> Poll<io::Result<()>> {
+        let _ = (cx, buf, len);
+        Poll::Ready(Err(io::Error::other(
+            "a byte stream has no messages (poll_write_from)",
+        )))
+    }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -181,12 +191,6 @@ impl Transport for WsIo {
         WsIo::poll_read_into(self, cx, buf, limit)
     }
 
-    fn poll_write_from(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Err(io::Error::other(
-            "a message transport sends whole messages (poll_send_frame)",
-        )))
-    }
-
     fn poll_send_frame(
         &mut self,
         cx: &mut Context<'_>,
@@ -236,12 +240,6 @@ impl Transport for UdpIo {
         _limit: usize,
     ) -> Poll<io::Result<Option<usize>>> {
         UdpIo::poll_read_into(self, cx, buf)
-    }
-
-    fn poll_write_from(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Err(io::Error::other(
-            "a message transport sends whole messages (poll_send_frame)",
-        )))
     }
 
     fn poll_send_frame(
