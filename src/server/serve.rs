@@ -273,7 +273,10 @@ where
                 }
             }
         };
-        self.run_session(ws, kind, local, peer, config, slot).await;
+        // Boxed: the two kinds of session future would otherwise both be
+        // laid out in every connection's task (rustc does not overlap
+        // them), doubling what an idle TCP session holds.
+        Box::pin(self.run_session(ws, kind, local, peer, config, slot)).await;
     }
 
     /// Runs one session over an established link: registers it, asks the
