@@ -107,15 +107,21 @@ pub(super) async fn run_slot<MC, M, H, R, W>(
                             .instrument(span)
                             .await
                     }
+                    // Boxed, as on the server: each kind of session future
+                    // would otherwise be laid out in every slot's task.
                     ClientIo::Ws(ws) => {
-                        driver::serve_session(*ws, session, making, &*codec, budget)
-                            .instrument(span)
-                            .await
+                        Box::pin(
+                            driver::serve_session(*ws, session, making, &*codec, budget)
+                                .instrument(span),
+                        )
+                        .await
                     }
                     ClientIo::Udp(udp) => {
-                        driver::serve_session(*udp, session, making, &*codec, budget)
-                            .instrument(span)
-                            .await
+                        Box::pin(
+                            driver::serve_session(*udp, session, making, &*codec, budget)
+                                .instrument(span),
+                        )
+                        .await
                     }
                 }
                 if watch.opened() {
