@@ -302,7 +302,7 @@ where
         self: Arc<Self>,
         link: T,
         session: Session<W>,
-        _slot: Option<Slot>,
+        slot: Option<Slot>,
     ) {
         let kind = session.kind();
         let span = tracing::info_span!(
@@ -312,7 +312,7 @@ where
             peer = %session.peer_addr(),
             transport = transport_name(kind),
         );
-        let _registered = self.shared.registry.register(&session);
+        let registered = self.shared.registry.register(&session);
         if self.shared.stages.close.is_cancelled() {
             // Shutdown began during the handshake, after it closed the sessions
             // it knew of.
@@ -326,9 +326,24 @@ where
             };
             ready.and_then(|make| driver::call_make(make, &session))
         };
-        driver::serve_session(link, session, making, &self.codec, self.budget.clone())
-            .instrument(span)
+        let prepared = driver::prepare(&session, making, &self.codec)
+            .instrument(span.clone())
             .await;
+        let Some((codec, svc)) = prepared else {
+            return;
+        };
+        // The running session gets a task of its own, holding its slot and
+        // registration: this one, with the handshakes' and the callback's
+        // state laid out in it, ends here instead of idling beside it.
+        let running = driver::run_contained(
+            link,
+            codec,
+            svc,
+            session,
+            self.budget.clone(),
+            (slot, registered),
+        );
+        self.shared.tracker.spawn(running.instrument(span));
     }
 
     /// A UDP server's loop: each peer gets a virtual session, fed the
