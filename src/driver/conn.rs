@@ -174,6 +174,9 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) read_blocked: bool,
     pub(super) stalled_since: Option<Instant>,
     pub(super) armed: Option<Instant>,
+    /// The one timer, armed for the earliest deadline; `None` while the
+    /// session has no deadline and after it gave its buffers back.
+    pub(super) timer: Option<Pin<Box<Sleep>>>,
     /// This turn's reading of the clock (see `now`).
     clock: Option<Instant>,
     /// The input budget this session charges, and what it charged.
@@ -262,6 +265,7 @@ where
             read_blocked: false,
             stalled_since: None,
             armed: None,
+            timer: None,
             clock: None,
             budget,
             charged: 0,
@@ -277,7 +281,6 @@ where
         cx: &mut Context<'_>,
         svc: &mut S,
         mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
-        mut timer: Pin<&mut Sleep>,
     ) -> Poll<()>
     where
         S: Service<Request<R, W>>,
@@ -312,7 +315,7 @@ where
             // once per budget while it is busy: a clock read per turn is
             // measurable under load.
             if !progress || turn == BUDGET - 1 {
-                progress |= self.poll_timer(cx, timer.as_mut());
+                progress |= self.poll_timer(cx);
             }
             if self.is_done(calls.len()) {
                 return Poll::Ready(());

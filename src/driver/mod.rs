@@ -15,7 +15,6 @@ use std::{
     pin::pin,
     sync::Arc,
     task::Poll,
-    time::Duration,
 };
 
 use futures_util::FutureExt;
@@ -50,9 +49,8 @@ pub(crate) async fn run<T, C, S, R, W>(
 {
     let mut calls = pin!(Pipeline::new(session.max_in_flight()));
     // Armed by the loop only when a deadline exists.
-    let mut timer = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
     let mut conn = Conn::new(io, codec, session.clone(), budget);
-    poll_fn(|cx| conn.poll_run(cx, &mut svc, calls.as_mut(), timer.as_mut())).await;
+    poll_fn(|cx| conn.poll_run(cx, &mut svc, calls.as_mut())).await;
 
     // Calls still in flight here overran the wait time (or the session was
     // forced): they are cancelled.

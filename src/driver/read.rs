@@ -292,6 +292,9 @@ where
         if self.flush_waiters.is_empty() {
             self.flush_waiters = Vec::new();
         }
+        // No deadline is left once idle (the idle release was the last).
+        self.timer = None;
+        self.armed = None;
         self.io.release_idle();
         self.session.queue().release_idle();
         self.buffers_used = false;

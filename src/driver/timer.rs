@@ -2,10 +2,10 @@
 //! the input budget's waits and the idle release, behind one timer that is
 //! armed only for the earliest deadline.
 
-use std::{future::Future, pin::Pin, task::Context};
+use std::{future::Future, task::Context};
 
 use bytes::BytesMut;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::conn::{Conn, Phase, WriteSide};
@@ -18,7 +18,7 @@ where
     <C as Decoder>::Error: Into<BoxError>,
 {
     /// Fires what is due and arms the timer for the next deadline.
-    pub(super) fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> bool {
+    pub(super) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let now = Instant::now();
         let mut fired = false;
         let drain_deadline = match self.phase {
@@ -117,6 +117,11 @@ where
         match next {
             None => self.armed = None,
             Some(deadline) => {
+                // Made when first needed, dropped with the idle buffers: a
+                // session with no deadline holds no timer.
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 // Re-arm only for an earlier deadline; a timer that fires
                 // early just leads here again (cheaper than a reset per turn).
                 if self.armed.is_none_or(|armed| deadline < armed) {
