@@ -5,10 +5,10 @@
 //! `websockets`), and reconnection.
 
 mod common;
+mod ws_raw;
 
 use std::{
     net::SocketAddr,
-    process::{Command, Output, Stdio},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -887,54 +887,19 @@ async def main(url):
 asyncio.run(asyncio.wait_for(main(sys.argv[1]), 15))
 "#;
 
-/// Runs `python3 -c script arg`, killing it after `limit`.
-fn run_python(script: &str, arg: &str, limit: Duration) -> Output {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run python3 ({e}): this test needs python3 with the `websockets` \
-                 package (python3 -m pip install websockets)"
-            )
-        });
-    let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait for python3").is_none() {
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("python3 output");
-            panic!(
-                "python3 did not finish within {limit:?}; stdout {:?}, stderr {:?}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("python3 output")
-}
-
 #[tokio::test]
 async fn pythons_websockets_client_echoes_three_binary_messages() {
     let seen = Seen::default();
     let server = ws_server(Server::builder().websocket("/py"), &seen).await;
     let url = format!("ws://{}/py", server.local_addr());
-    let out = tokio::task::spawn_blocking(move || {
-        run_python(PYTHON_CLIENT, &url, Duration::from_secs(20))
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        ws_raw::run_python(PYTHON_CLIENT, &[&url], Duration::from_secs(20))
     })
     .await
     .expect("python runner");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "the Python client failed ({}); stdout {stdout:?}, stderr {stderr:?}",
-        out.status
+        ok,
+        "the Python client failed; stdout {stdout:?}, stderr {stderr:?}"
     );
     assert_eq!(stdout.trim(), "ok", "stderr {stderr:?}");
 

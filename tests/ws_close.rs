@@ -9,56 +9,15 @@ mod ws_raw;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use common::{eventually, within, Log};
-use getty::{
-    new_session_fn, BoxError, Error, EventListener, ListenerService, Server, ServerHandle, Session,
-    SessionConfig,
-};
+use getty::{Server, ServerHandle, Session, SessionConfig};
 use tokio::{io::AsyncWriteExt, time::Instant};
-use tokio_util::codec::BytesCodec;
 use ws_raw::*;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-struct Echo {
-    log: Log,
-}
-
-impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
-        self.log.push("open");
-        Ok(None)
-    }
-    fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
-        self.log
-            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
-        Some(pkg.freeze())
-    }
-    fn on_error(&mut self, _: &Session, error: &Error) {
-        self.log.push(format!("error:{}:{error}", error.kind()));
-    }
-    fn on_close(&mut self, _: &Session) {
-        self.log.push("close");
-    }
-}
-
 async fn echo_server(config: SessionConfig) -> (ServerHandle, Log) {
-    let server = Server::builder()
-        .session_config(config)
-        .websocket("/ws")
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let log = Log::default();
-    let l = log.clone();
-    let handle = server.serve(
-        BytesCodec::new(),
-        new_session_fn(move |_: &Session| {
-            Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
-        }),
-    );
-    (handle, log)
+    recording_echo(Server::builder().session_config(config).websocket("/ws")).await
 }
 
 async fn the_session(server: &ServerHandle) -> Session {

@@ -9,7 +9,6 @@ mod ws_raw;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
 use common::{eventually, within, Log};
 use getty::{
     new_session_fn,
@@ -17,7 +16,7 @@ use getty::{
         rustls::{self, pki_types::PrivatePkcs8KeyDer, RootCertStore},
         ServerTlsConfig,
     },
-    BoxError, Error, EventListener, ListenerService, Server, ServerBuilder, ServerHandle, Session,
+    BoxError, ListenerService, Server, Session,
 };
 use rcgen::{CertificateParams, KeyPair};
 use tokio::{
@@ -30,42 +29,6 @@ use ws_raw::*;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-struct Echo {
-    log: Log,
-}
-
-impl EventListener<BytesMut> for Echo {
-    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
-        self.log.push("open");
-        Ok(None)
-    }
-    fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
-        self.log
-            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
-        Some(pkg.freeze())
-    }
-    fn on_error(&mut self, _: &Session, error: &Error) {
-        self.log.push(format!("error:{}:{error}", error.kind()));
-    }
-    fn on_close(&mut self, _: &Session) {
-        self.log.push("close");
-    }
-}
-
-/// A recording echo server from `builder` (which says `.websocket(..)`).
-async fn serve(builder: ServerBuilder) -> (ServerHandle, Log) {
-    let server = builder.bind("127.0.0.1:0").await.expect("bind");
-    let log = Log::default();
-    let l = log.clone();
-    let handle = server.serve(
-        BytesCodec::new(),
-        new_session_fn(move |_: &Session| {
-            Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
-        }),
-    );
-    (handle, log)
-}
-
 /// A request to `addr` with `lines` as its request line and headers.
 fn request(lines: &[&str]) -> Vec<u8> {
     let mut r = lines.join("\r\n");
@@ -77,7 +40,7 @@ fn request(lines: &[&str]) -> Vec<u8> {
 
 #[tokio::test]
 async fn each_refused_handshake_gets_the_http_status_rfc_6455_asks_for_and_no_session() {
-    let (server, log) = serve(Server::builder().websocket("/ws")).await;
+    let (server, log) = recording_echo(Server::builder().websocket("/ws")).await;
     let addr = server.local_addr();
     let host = format!("Host: {addr}");
     let host = host.as_str();
@@ -223,7 +186,7 @@ async fn each_refused_handshake_gets_the_http_status_rfc_6455_asks_for_and_no_se
 
 #[tokio::test]
 async fn headers_above_8_kib_or_above_64_fields_get_431_and_no_session() {
-    let (server, log) = serve(Server::builder().websocket("/ws")).await;
+    let (server, log) = recording_echo(Server::builder().websocket("/ws")).await;
     let addr = server.local_addr();
     let upgrade = |extra: &str| {
         format!(
@@ -262,7 +225,7 @@ async fn headers_above_8_kib_or_above_64_fields_get_431_and_no_session() {
 /// write: the frame is not lost with the request's buffer.
 #[tokio::test]
 async fn a_frame_sent_with_the_upgrade_request_is_read_as_the_first_message() {
-    let (server, log) = serve(Server::builder().websocket("/ws")).await;
+    let (server, log) = recording_echo(Server::builder().websocket("/ws")).await;
     let addr = server.local_addr();
     let mut bytes = upgrade_request(addr, "/ws").into_bytes();
     bytes.extend_from_slice(&client_frame(true, BINARY, b"eager"));
@@ -347,7 +310,7 @@ async fn check_origin_applies_whether_it_is_set_before_or_after_websocket() {
         Server::builder().check_origin(good).websocket("/ws"),
         Server::builder().websocket("/ws").check_origin(good),
     ] {
-        let (server, log) = serve(builder).await;
+        let (server, log) = recording_echo(builder).await;
         let addr = server.local_addr();
         let mut evil = upgrade_request(addr, "/ws");
         evil.insert_str(evil.len() - 2, "Origin: https://evil.example\r\n");
@@ -374,7 +337,7 @@ async fn accept_text_messages_applies_whether_it_is_set_before_or_after_websocke
             .websocket("/ws")
             .accept_text_messages(true),
     ] {
-        let (server, log) = serve(builder).await;
+        let (server, log) = recording_echo(builder).await;
         let mut s = connect(server.local_addr(), "/ws").await;
         s.write_all(&client_frame(true, TEXT, b"words"))
             .await
@@ -441,7 +404,7 @@ async fn slow_tls_then_silence(
 async fn on_wss_the_handshake_timeout_bounds_tls_and_the_upgrade_together() {
     let timeout = Duration::from_millis(1200);
     let (server_tls, client_tls) = tls_pair();
-    let (server, log) = serve(
+    let (server, log) = recording_echo(
         Server::builder()
             .tls(server_tls)
             .websocket("/ws")

@@ -6,10 +6,57 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use bytes::{Bytes, BytesMut};
+use getty::{
+    new_session_fn, BoxError, Error, EventListener, ListenerService, ServerBuilder, ServerHandle,
+    Session,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use tokio_util::codec::BytesCodec;
+
+use crate::common::Log;
+
+/// Echoes every packet (one per message) and records "open",
+/// "message:<utf8>", "error:<kind>:<display>", "close".
+pub struct Echo {
+    pub log: Log,
+}
+
+impl EventListener<BytesMut> for Echo {
+    fn on_open(&mut self, _: &Session) -> Result<Option<Bytes>, BoxError> {
+        self.log.push("open");
+        Ok(None)
+    }
+    fn on_message(&mut self, _: &Session, pkg: BytesMut) -> Option<Bytes> {
+        self.log
+            .push(format!("message:{}", String::from_utf8_lossy(&pkg)));
+        Some(pkg.freeze())
+    }
+    fn on_error(&mut self, _: &Session, error: &Error) {
+        self.log.push(format!("error:{}:{error}", error.kind()));
+    }
+    fn on_close(&mut self, _: &Session) {
+        self.log.push("close");
+    }
+}
+
+/// A recording [`Echo`] server on 127.0.0.1 from `builder`, which names
+/// the WebSocket path.
+pub async fn recording_echo(builder: ServerBuilder) -> (ServerHandle, Log) {
+    let server = builder.bind("127.0.0.1:0").await.expect("bind");
+    let log = Log::default();
+    let l = log.clone();
+    let handle = server.serve(
+        BytesCodec::new(),
+        new_session_fn(move |_: &Session| {
+            Ok::<_, BoxError>(ListenerService::new(Echo { log: l.clone() }))
+        }),
+    );
+    (handle, log)
+}
 
 /// How long one raw read or handshake may take before the test fails.
 pub const RAW_LIMIT: Duration = Duration::from_secs(5);
