@@ -3,7 +3,9 @@
 mod attributes;
 mod callbacks;
 mod config;
+mod lifecycle;
 pub(crate) mod queue;
+mod send;
 mod stats;
 
 use std::{
@@ -13,23 +15,19 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, OnceLock,
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 pub use self::config::SessionConfig;
+pub(crate) use self::lifecycle::Stages;
+pub use self::send::SendPermit;
 pub(crate) use self::stats::Counters;
 pub use self::stats::SessionStats;
-use self::{
-    attributes::Attributes,
-    callbacks::{run_contained, CloseCallbacks},
-    queue::{Outbound, Queue},
-};
-use crate::{Addr, BoxError, Error, SendError};
+use self::{attributes::Attributes, callbacks::CloseCallbacks, queue::Queue};
+use crate::{Addr, Error};
 
 /// What kind of endpoint a session belongs to (getty's `EndPointType`).
 ///
@@ -103,98 +101,6 @@ impl fmt::Display for EndpointKind {
 
 /// `u64::MAX` nanoseconds stands for "no duration".
 const NONE: u64 = u64::MAX;
-
-/// How sessions end, as tokio-util cancellation tokens: `close` (drain
-/// within the wait time), `force` (skip the drain, abandon a pending open;
-/// `Close` still passes) and `kill` (abandon a `Close` still being handled).
-/// Each is a child of the next, so killing forces and forcing closes. A
-/// server or client holds one set for all its sessions; each session has a
-/// `close` of its own, a child of its owner's, and shares the owner's
-/// `force` and `kill`.
-#[derive(Debug, Clone)]
-pub(crate) struct Stages {
-    pub(crate) close: CancellationToken,
-    pub(crate) force: CancellationToken,
-    pub(crate) kill: CancellationToken,
-}
-
-impl Stages {
-    pub(crate) fn new() -> Self {
-        let kill = CancellationToken::new();
-        let force = kill.child_token();
-        let close = force.child_token();
-        Stages { close, force, kill }
-    }
-
-    /// A session's stages under this owner.
-    fn for_session(&self) -> Stages {
-        Stages {
-            close: self.close.child_token(),
-            force: self.force.clone(),
-            kill: self.kill.clone(),
-        }
-    }
-}
-
-/// A place held in a session's outbound queue, from
-/// [`Session::reserve`]: sending through it never waits. Dropped unused,
-/// it gives the place back.
-pub struct SendPermit<W = Bytes> {
-    session: Option<Session<W>>,
-}
-
-impl<W> SendPermit<W> {
-    fn new(session: Session<W>) -> Self {
-        SendPermit {
-            session: Some(session),
-        }
-    }
-
-    /// Queues `pkg` in the held place.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] when the session closed since the place was
-    /// taken (the packet is dropped).
-    pub fn send(mut self, pkg: W) -> Result<(), SendError> {
-        self.push(Outbound::Packet(pkg))
-    }
-
-    /// Queues raw bytes, bypassing the encoder, in the held place.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] when the session closed since the place was
-    /// taken.
-    pub fn send_bytes(mut self, bytes: Bytes) -> Result<(), SendError> {
-        self.push(Outbound::Bytes(bytes))
-    }
-
-    fn push(&mut self, item: Outbound<W>) -> Result<(), SendError> {
-        match self.session.take() {
-            Some(session) => session.inner.queue.push_reserved(item),
-            None => Err(SendError::Closed),
-        }
-    }
-}
-
-impl<W> Drop for SendPermit<W> {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            session.inner.queue.release(1);
-        }
-    }
-}
-
-impl<W> fmt::Debug for SendPermit<W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendPermit")
-            .field("session", &self.session.as_ref().map(Session::id))
-            .finish()
-    }
-}
-
-/// Errors reported with [`Session::report_error`] that may wait for the
-/// driver at once; more are dropped (logged) until it catches up.
-const MAX_REPORTED: usize = 64;
 
 fn to_nanos(d: Option<Duration>) -> u64 {
     d.map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1))
@@ -645,270 +551,6 @@ impl<W> Session<W> {
         self.inner.queue.wake_driver();
     }
 
-    // ----- sending ---------------------------------------------------------
-
-    /// Queues a packet for the encoder, waiting for room when the outbound
-    /// queue is full (backpressure).
-    ///
-    /// `Ok` means the packet is on its way: it is written unless the
-    /// connection dies first, and then the session's stack sees `Error` and
-    /// `Close`. There are no retries inside (getty's rule).
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub async fn send(&self, pkg: W) -> Result<(), SendError> {
-        self.inner.queue.send(Outbound::Packet(pkg)).await
-    }
-
-    /// Queues a packet only if there is room now.
-    ///
-    /// # Errors
-    /// [`SendError::Blocked`] when the queue is full, [`SendError::Closed`]
-    /// once the session is closing or closed.
-    pub fn try_send(&self, pkg: W) -> Result<(), SendError> {
-        self.inner.queue.try_send(Outbound::Packet(pkg))
-    }
-
-    /// Like [`send`](Session::send), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`SendError::Timeout`] when no room appeared in time,
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub async fn send_timeout(&self, pkg: W, timeout: Duration) -> Result<(), SendError> {
-        tokio::time::timeout(timeout, self.send(pkg))
-            .await
-            .unwrap_or(Err(SendError::Timeout))
-    }
-
-    /// Queues raw bytes that bypass the encoder (getty's `WriteBytes`).
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub async fn send_bytes(&self, bytes: Bytes) -> Result<(), SendError> {
-        self.inner.queue.send(Outbound::Bytes(bytes)).await
-    }
-
-    /// Queues several raw buffers, written back to back with nothing between
-    /// them (getty's `WriteBytesArray`). They take one place in the queue.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub async fn send_bytes_vectored(&self, bufs: Vec<Bytes>) -> Result<(), SendError> {
-        self.inner.queue.send(Outbound::Vectored(bufs)).await
-    }
-
-    /// Waits for room in the outbound queue and holds it: the returned
-    /// permit sends one packet without waiting (tokio's
-    /// `mpsc::Sender::reserve`). A client-side service reserves in
-    /// `poll_ready` (see [`poll_reserve`](Session::poll_reserve)) so that
-    /// `call` never waits.
-    ///
-    /// ```
-    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
-    /// # async fn demo() -> Result<(), getty::SendError> {
-    /// # let session: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// let permit = session.reserve().await?;
-    /// permit.send(bytes::Bytes::from_static(b"ping"))?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub async fn reserve(&self) -> Result<SendPermit<W>, SendError> {
-        self.inner.queue.reserve().await?;
-        Ok(SendPermit::new(self.clone()))
-    }
-
-    /// Like [`reserve`](Session::reserve), only if there is room now.
-    ///
-    /// # Errors
-    /// [`SendError::Blocked`] when the queue is full, [`SendError::Closed`]
-    /// once the session is closing or closed.
-    pub fn try_reserve(&self) -> Result<SendPermit<W>, SendError> {
-        self.inner.queue.try_reserve()?;
-        Ok(SendPermit::new(self.clone()))
-    }
-
-    /// The poll form of [`reserve`](Session::reserve), for a
-    /// `tower::Service::poll_ready` (tokio-util's `PollSender`): `Ready`
-    /// with a permit when there is room, `Pending` with the task woken
-    /// when room comes back or the session closes.
-    ///
-    /// ```
-    /// use std::task::{Context, Poll};
-    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
-    /// # let session: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// let mut cx = Context::from_waker(std::task::Waker::noop());
-    /// match session.poll_reserve(&mut cx) {
-    ///     Poll::Ready(Ok(permit)) => drop(permit), // room given back unused
-    ///     Poll::Ready(Err(closed)) => println!("{closed}"),
-    ///     Poll::Pending => println!("full: woken when room comes back"),
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the session is closing or closed.
-    pub fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<Result<SendPermit<W>, SendError>> {
-        self.inner
-            .queue
-            .poll_reserve(cx)
-            .map_ok(|()| SendPermit::new(self.clone()))
-    }
-
-    /// Resolves once everything queued before this call has been written to
-    /// the socket and flushed.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] when the session closed before that happened.
-    pub async fn flush(&self) -> Result<(), SendError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner.queue.send(Outbound::Flush(tx)).await?;
-        rx.await.map_err(|_| SendError::Closed)
-    }
-
-    // ----- closing ---------------------------------------------------------
-
-    /// Whether [`close`](Session::close) was called or the connection ended.
-    pub fn is_closed(&self) -> bool {
-        self.inner.stages.close.is_cancelled()
-    }
-
-    /// Closes the session. Idempotent and safe from any task.
-    ///
-    /// New sends fail from now on; what was queued before is still written,
-    /// within the session's wait time, then the socket is closed,
-    /// [`Event::Close`](crate::Event::Close) passes the stack once and the
-    /// close callbacks run.
-    pub fn close(&self) {
-        self.inner.stages.close.cancel();
-        self.inner.queue.close();
-    }
-
-    /// Passes `reason` down the session's stack as
-    /// [`Event::Error`](crate::Event::Error) (as [`Error::Raised`]); the
-    /// session carries on. For layers and applications that want a problem
-    /// seen by every layer and the listener's `on_error` without closing.
-    ///
-    /// ```
-    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
-    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// s.report_error("slow request: 2.5s over a 1s deadline");
-    /// assert!(!s.is_closed());
-    /// ```
-    pub fn report_error(&self, reason: impl Into<BoxError>) {
-        self.raise_error(reason.into(), false);
-    }
-
-    /// Closes the session with a reason: it passes the stack as
-    /// [`Event::Error`](crate::Event::Error) (as [`Error::Raised`]), then the
-    /// session drains and `Close` follows, as for any failure. Later reasons
-    /// are logged only. A heartbeat closing an idle peer uses this.
-    ///
-    /// ```
-    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
-    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// s.close_with_error("reader idle for 30s");
-    /// assert!(s.is_closed());
-    /// ```
-    pub fn close_with_error(&self, reason: impl Into<BoxError>) {
-        self.raise_error(reason.into(), true);
-        self.close();
-    }
-
-    fn raise_error(&self, source: BoxError, fatal: bool) {
-        {
-            let mut raised = lock(&self.inner.raised);
-            // Bounded: a task reporting in a loop must not grow this without
-            // end nor bury the session's input under errors. The first fatal
-            // reason is the one that counts; later ones are only logged, as
-            // the driver does.
-            let full = if fatal {
-                raised.iter().any(|(_, fatal)| *fatal)
-            } else {
-                raised.len() >= MAX_REPORTED
-            };
-            if full {
-                tracing::debug!(error = %source, "reported error dropped: too many waiting to be handled");
-                return;
-            }
-            raised.push((Error::Raised { source }, fatal));
-        }
-        self.inner.has_raised.store(true, Ordering::Release);
-        self.inner.queue.wake_driver();
-    }
-
-    /// Takes the raised errors, oldest first (for the driver).
-    pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
-        // A plain load first: the swap is a locked instruction, and this
-        // runs on every pass of the driver.
-        if !self.inner.has_raised.load(Ordering::Acquire)
-            || !self.inner.has_raised.swap(false, Ordering::AcqRel)
-        {
-            return Vec::new();
-        }
-        std::mem::take(&mut *lock(&self.inner.raised))
-    }
-
-    /// Resolves once the session has ended: the socket is closed, `Close`
-    /// passed the stack and the close callbacks ran.
-    pub async fn finished(&self) {
-        loop {
-            let notified = self.inner.finished_notify.notified();
-            if self.inner.finished.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Registers `callback` to run once after the session closes (getty's
-    /// `AddCloseCallback`).
-    ///
-    /// The pair `(handler, key)` identifies it: adding the same pair again
-    /// replaces the callback in place, keeping its position. Callbacks run in
-    /// the order added, after `Close` passed the stack, each once; a panicking
-    /// callback is logged and the others still run. A callback added after
-    /// the callbacks ran is run at once, on the caller's thread.
-    ///
-    /// Keys are any `PartialEq` value, so getty's "non-comparable key" error
-    /// is a compile error here.
-    ///
-    /// ```
-    /// # use getty::{Addr, EndpointKind, Session, SessionConfig};
-    /// # let s: Session = Session::new(EndpointKind::Detached, Addr::Unknown, Addr::Unknown, SessionConfig::default());
-    /// s.add_close_callback("cleanup", "resources", || println!("closed"));
-    /// s.add_close_callback("cleanup", 7u32, || println!("keys need not share a type"));
-    /// s.remove_close_callback(&"cleanup", &"resources");
-    /// s.remove_close_callback(&"never", &"added"); // a no-op
-    /// assert_eq!(s.close_callback_count(), 1);
-    /// ```
-    pub fn add_close_callback<H, K, F>(&self, handler: H, key: K, callback: F)
-    where
-        H: PartialEq + Send + Sync + 'static,
-        K: PartialEq + Send + Sync + 'static,
-        F: FnOnce() + Send + 'static,
-    {
-        let late = lock(&self.inner.callbacks).add(handler, key, callback);
-        if let Some(callback) = late {
-            run_contained(self.inner.id, Box::new(callback));
-        }
-    }
-
-    /// Removes the callback registered under `(handler, key)`; a no-op when
-    /// there is none (getty's `RemoveCloseCallback`).
-    pub fn remove_close_callback<H, K>(&self, handler: &H, key: &K)
-    where
-        H: PartialEq + Send + Sync + 'static,
-        K: PartialEq + Send + Sync + 'static,
-    {
-        lock(&self.inner.callbacks).remove(handler, key);
-    }
-
-    /// How many close callbacks are registered and not yet run.
-    pub fn close_callback_count(&self) -> usize {
-        lock(&self.inner.callbacks).len()
-    }
-
     // ----- for the driver --------------------------------------------------
 
     pub(crate) fn queue(&self) -> &Queue<W> {
@@ -922,33 +564,5 @@ impl<W> Session<W> {
     /// Wakes the session's driver (to look at its shutdown stage).
     pub(crate) fn wake_driver(&self) {
         self.inner.queue.wake_driver();
-    }
-
-    pub(crate) fn is_forced(&self) -> bool {
-        self.inner.stages.force.is_cancelled()
-    }
-
-    /// Resolves once the session is forced closed (its owner's second
-    /// shutdown stage: skip the drain, abandon a pending open).
-    pub(crate) async fn forced(&self) {
-        self.inner.stages.force.cancelled().await;
-    }
-
-    /// Resolves once the session is killed (the last stage: a `Close` still
-    /// being handled is abandoned).
-    pub(crate) async fn killed(&self) {
-        self.inner.stages.kill.cancelled().await;
-    }
-
-    /// The end of a session: runs the close callbacks in order, then wakes
-    /// whoever waits in [`finished`](Session::finished).
-    pub(crate) fn finish(&self) {
-        self.close();
-        let callbacks = lock(&self.inner.callbacks).take();
-        for callback in callbacks {
-            run_contained(self.inner.id, callback);
-        }
-        self.inner.finished.store(true, Ordering::Release);
-        self.inner.finished_notify.notify_waiters();
     }
 }
