@@ -313,11 +313,6 @@ where
             transport = transport_name(kind),
         );
         let registered = self.shared.registry.register(&session);
-        if self.shared.stages.close.is_cancelled() {
-            // Shutdown began during the handshake, after it closed the sessions
-            // it knew of.
-            session.close();
-        }
         let making = {
             let mut make = self.make.lock().await;
             let ready: Result<&mut M, BoxError> = tokio::select! {

@@ -295,7 +295,8 @@ impl<W> Session<W> {
 
     /// A session ended by `owner`'s stages: its close token is a child of
     /// the owner's, so an owner that closed before the session was made
-    /// (a handshake still running at shutdown) makes it closed.
+    /// (a handshake still running at shutdown) makes it closed, its queue
+    /// refusing sends from the start.
     pub(crate) fn with_stages(
         kind: EndpointKind,
         local: Addr,
@@ -304,7 +305,7 @@ impl<W> Session<W> {
         owner: &Stages,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Session {
+        let session = Session {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 kind,
@@ -332,7 +333,11 @@ impl<W> Session<W> {
                 has_raised: AtomicBool::new(false),
                 written: AtomicU64::new(now_nanos()),
             }),
+        };
+        if session.is_closed() {
+            session.close();
         }
+        session
     }
 
     /// A handle that does not keep the session alive.
