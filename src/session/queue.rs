@@ -95,21 +95,12 @@ impl<W> Queue<W> {
     }
 
     pub(crate) async fn send(&self, item: Outbound<W>) -> Result<(), SendError> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| SendError::Closed)?;
-        permit.forget();
+        self.reserve().await?;
         self.push(item)
     }
 
     pub(crate) fn try_send(&self, item: Outbound<W>) -> Result<(), SendError> {
-        match self.permits.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits) => return Err(SendError::Blocked),
-            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
-        }
+        self.try_reserve()?;
         self.push(item)
     }
 
