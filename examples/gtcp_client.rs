@@ -13,11 +13,15 @@
 //! cargo run --example gtcp_client -- [--addr 127.0.0.1:8999] [--header-size 1..4]
 //! ```
 
+#[path = "gtcp_common/msg.rs"]
+mod msg;
+
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
-use getty::pkg::{Conn, PkgError, PkgOption, ReadHalf, WriteHalf};
-use serde_json::{json, Value};
+use getty::pkg::{Conn, PkgError, PkgOption};
 use tracing_subscriber::EnvFilter;
+
+use msg::{recv_msg, send_msg};
 
 const USAGE: &str = "usage: gtcp_client [--addr HOST:PORT] [--header-size 1..4]\n\
      \n\
@@ -52,47 +56,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-/// One message of the example's protocol (gtcp's `types.Msg`).
-#[derive(Debug)]
-struct Msg {
-    act: String,
-    data: String,
-}
-
-/// Sends a message (gtcp's `funcs.SendPkg`).
-async fn send_msg(writer: &WriteHalf, act: &str, data: &str) -> Result<(), PkgError> {
-    let msg = json!({ "Act": act, "Data": data });
-    writer.send_pkg(msg.to_string()).await
-}
-
-/// Receives the next package (gtcp's `funcs.RecvPkg`): `Ok(None)` for a
-/// package that is not a message, which is logged and skipped.
-async fn recv_msg(reader: &mut ReadHalf) -> Result<Option<Msg>, PkgError> {
-    let pkg = reader.recv_pkg().await?;
-    if pkg.is_empty() {
-        tracing::warn!("skipping an empty package");
-        return Ok(None);
-    }
-    let value: Value = match serde_json::from_slice(&pkg) {
-        Ok(value) => value,
-        Err(e) => {
-            tracing::warn!(len = pkg.len(), error = %e, "skipping a package that is not JSON");
-            return Ok(None);
-        }
-    };
-    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-    match field("Act") {
-        Some(act) => Ok(Some(Msg {
-            act,
-            data: field("Data").unwrap_or_default(),
-        })),
-        None => {
-            tracing::warn!(%value, "skipping a package that is not a message (no \"Act\")");
-            Ok(None)
-        }
-    }
 }
 
 #[tokio::main]
