@@ -72,6 +72,8 @@ mod event;
 mod listener;
 pub mod pkg;
 mod registry;
+#[cfg(feature = "rpc")]
+pub mod rpc;
 mod server;
 mod service;
 mod session;

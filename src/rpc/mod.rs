@@ -1,0 +1,18 @@
+//! An RPC peer that speaks teleport's (erpc v6's) raw wire format, built
+//! from tower services (cargo feature `rpc`, on by default).
+//!
+//! A frame of erpc's raw protocol becomes a [`Message`] through the
+//! [`RawProto`] codec; a [`Peer`] runs sessions of messages over any of
+//! the core's transports.
+
+pub mod codec;
+mod escape;
+mod message;
+mod meta;
+mod status;
+pub mod xfer;
+
+pub use self::message::{Message, MessageType};
+pub use self::meta::Meta;
+pub use self::status::Status;
+pub use self::xfer::XferPipe;
