@@ -9,10 +9,12 @@ pub mod codec;
 mod escape;
 mod message;
 mod meta;
+mod proto;
 mod status;
 pub mod xfer;
 
 pub use self::message::{Message, MessageType};
 pub use self::meta::Meta;
+pub use self::proto::{ProtoError, RawProto};
 pub use self::status::Status;
-pub use self::xfer::XferPipe;
+pub use self::xfer::{XferFilters, XferPipe};

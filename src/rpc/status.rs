@@ -22,7 +22,7 @@ use super::escape;
 /// assert_eq!(st.code(), 1234);
 /// assert!(!st.is_ok());
 /// assert_eq!(st.to_string(), "status 1234: home fail (requested failure: ü)");
-/// assert_eq!(Status::parse(&st.to_query()), st);
+/// assert_eq!(Status::parse(st.to_query().as_bytes()), st);
 /// assert_eq!(Status::OK.to_query(), "code=0");
 /// ```
 #[derive(Clone, PartialEq, Eq)]

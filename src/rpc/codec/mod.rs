@@ -27,12 +27,16 @@
 //! assert_eq!(back, [1, 2, 3]);
 //! ```
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 
 use super::Status;
 use crate::BoxError;
+
+mod body;
+#[cfg(test)]
+mod tests;
 
 /// A body codec's one-byte id, as it travels in a frame.
 ///
@@ -188,6 +192,9 @@ pub struct Proto<T>(pub T);
 
 /// The body codecs a peer knows: the built-in four and any registered.
 ///
+/// Cloning is cheap (the registered codecs sit behind an `Arc`), so a peer
+/// and all its sessions share one set.
+///
 /// ```
 /// use getty::rpc::codec::{CodecId, Codecs};
 /// let codecs = Codecs::new();
@@ -197,7 +204,69 @@ pub struct Proto<T>(pub T);
 /// ```
 #[derive(Clone, Default)]
 pub struct Codecs {
-    own: Vec<std::sync::Arc<dyn Codec>>,
+    own: Arc<Vec<Arc<dyn Codec>>>,
+}
+
+impl Codecs {
+    /// The built-in codecs: json `j`, plain `s`, protobuf `p`, form `f`.
+    pub fn new() -> Codecs {
+        Codecs::default()
+    }
+
+    /// Registers a codec of your own, replacing any registered under the
+    /// same id. A codec registered under a built-in id (`j`, `s`, `f`)
+    /// takes its place for serde types, as erpc's `codec.Reg` replaces one;
+    /// [`Proto`] and [`Raw`] bodies are not affected.
+    ///
+    /// ```
+    /// use getty::rpc::codec::{Codec, CodecId, Codecs};
+    /// # struct Yaml;
+    /// # impl Codec for Yaml {
+    /// #     fn id(&self) -> CodecId { CodecId(b'y') }
+    /// #     fn name(&self) -> &'static str { "yaml" }
+    /// #     fn encode(&self, _: &serde_json::Value) -> Result<Vec<u8>, getty::BoxError> { Ok(Vec::new()) }
+    /// #     fn decode(&self, _: &[u8]) -> Result<serde_json::Value, getty::BoxError> { Ok(serde_json::Value::Null) }
+    /// # }
+    /// let mut codecs = Codecs::new();
+    /// codecs.register(Yaml);
+    /// assert_eq!(codecs.name(CodecId(b'y')), Some("yaml"));
+    /// assert!(codecs.get(CodecId(b'y')).is_some());
+    /// assert!(codecs.get(CodecId::JSON).is_none()); // built-ins are not `dyn Codec`s
+    /// ```
+    pub fn register(&mut self, codec: impl Codec) -> &mut Codecs {
+        let id = codec.id();
+        // Copy-on-write: clones already handed out keep the old set.
+        let own = Arc::make_mut(&mut self.own);
+        own.retain(|c| c.id() != id);
+        own.push(Arc::new(codec));
+        self
+    }
+
+    /// Whether `id` names a codec known here (built in or registered).
+    pub fn contains(&self, id: CodecId) -> bool {
+        self.name(id).is_some()
+    }
+
+    /// The name of the codec under `id`: `"json"`, `"plain"`,
+    /// `"protobuf"`, `"form"` or a registered codec's.
+    pub fn name(&self, id: CodecId) -> Option<&'static str> {
+        if let Some(codec) = self.get(id) {
+            return Some(codec.name());
+        }
+        Some(match id {
+            CodecId::JSON => "json",
+            CodecId::PLAIN => "plain",
+            CodecId::PROTOBUF => "protobuf",
+            CodecId::FORM => "form",
+            _ => return None,
+        })
+    }
+
+    /// The registered codec under `id` (`None` for the built-in ones,
+    /// which are not trait objects).
+    pub fn get(&self, id: CodecId) -> Option<&dyn Codec> {
+        self.own.iter().find(|c| c.id() == id).map(|c| &**c)
+    }
 }
 
 impl fmt::Debug for Codecs {

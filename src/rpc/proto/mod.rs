@@ -1,0 +1,378 @@
+//! [`RawProto`]: erpc v6's default "raw" protocol as a tokio-util codec.
+//!
+//! One message is one frame; integers are big-endian:
+//!
+//! ```text
+//! +---- size: u32, the whole frame, these 4 bytes included
+//! |        +-- N: u8, the number of transfer filter ids
+//! |        |  +-- filter ids, N bytes, outermost first
+//! v        v  v
+//! +--------+--+-----+---------------------------------------------------+
+//! |  size  |N | ids |                      payload                      |
+//! +--------+--+-----+---------------------------------------------------+
+//!
+//! payload (run through the filters when N > 0):
+//! +--+-----+--+--+------+-----+--------+-----+------+--+----------------+
+//! |sl| seq |mt|ml|method| stl | status | mel | meta |co|      body      |
+//! +--+-----+--+--+------+-----+--------+-----+------+--+----------------+
+//!  u8  sl   u8 u8   ml    u16    stl     u16   mel   u8  the rest
+//!
+//! sl/seq      the i32 seq as signed base-36 text ("1", "zik0zj", "-5")
+//! mt          message type: 1 CALL, 2 REPLY, 3 PUSH, 4 AUTH_CALL, 5 AUTH_REPLY
+//! ml/method   service method, raw UTF-8, at most 255 bytes
+//! stl/status  `code=..&msg=..&cause=..`, urlencoded
+//! mel/meta    `k=v&k2=v2`, urlencoded
+//! co          body codec id (`j` json, `p` protobuf, `s` plain, `f` form, 0 none)
+//! ```
+//!
+//! There is no version byte or magic: the first bytes on a connection are
+//! the first frame's size.
+//!
+//! Unlike erpc, the codec checks the declared size against its limit
+//! before buffering anything, bounds every field by the frame, bounds the
+//! output of every filter by the limit, and refuses to encode a status or
+//! metadata whose length does not fit its `u16` (erpc writes those
+//! corrupt).
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use getty::rpc::{codec::CodecId, xfer::XferFilters, MessageType, RawProto};
+//! use tokio_util::codec::Decoder;
+//!
+//! // A CALL as erpc's own `sess.Call` writes it.
+//! let mut src = BytesMut::from(
+//!     &b"\x00\x00\x00\x2c\x00\x01\x31\x01\x0e/home/echo?x=1\x00\x06code=0\x00\x03a=bj{\"a\":1}"[..],
+//! );
+//! let mut proto = RawProto::new(XferFilters::new(), 1 << 20);
+//! let msg = proto.decode(&mut src)?.expect("a whole frame");
+//! assert_eq!((msg.seq, msg.mtype), (1, MessageType::Call));
+//! assert_eq!(msg.service_method, "/home/echo?x=1");
+//! assert!(msg.status.is_ok());
+//! assert_eq!(msg.meta.get("a"), Some("b"));
+//! assert_eq!(msg.body_codec, CodecId::JSON);
+//! assert_eq!(&msg.body[..], br#"{"a":1}"#);
+//! assert!(src.is_empty());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{codec::CodecId, xfer::XferFilters, Message, MessageType, Meta, Status, XferPipe};
+use crate::codec::PacketTooLarge;
+
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use self::error::ProtoError;
+
+/// The size field and the filter count.
+const HEAD: usize = 5;
+
+/// The most a decoder reserves ahead of bytes that have not arrived: a
+/// peer declaring a large frame gets the buffer grown as it sends, not
+/// all at once on its word.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
+/// erpc v6's raw protocol: [`Message`]s to frames and back, through the
+/// transfer filters a message names.
+///
+/// `max_len` bounds a whole frame, both ways: a larger declared size is a
+/// [`PacketTooLarge`] error as soon as the 4 size bytes are in, and so is
+/// a message that would encode larger (erpc's `SetReadLimit`, whose
+/// default is 1 GiB). It also bounds what a filter may produce while
+/// unpacking, so a small gzip frame cannot inflate past it.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use getty::rpc::{codec::CodecId, xfer::{Gzip, XferFilters}, Message, MessageType, RawProto, XferPipe};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut filters = XferFilters::new();
+/// filters.register(Gzip::default());
+/// let mut proto = RawProto::new(filters, 1 << 20);
+///
+/// let msg = Message::new(MessageType::Push, 1, "/push/hello")
+///     .with_body(CodecId::JSON, r#"{"hello":"world"}"#)
+///     .with_xfer_pipe([b'g'].into_iter().collect::<XferPipe>());
+/// let mut buf = BytesMut::new();
+/// proto.encode(msg.clone(), &mut buf)?;
+/// assert_eq!(&buf[4..6], b"\x01g");
+/// assert_eq!(proto.decode(&mut buf)?, Some(msg));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RawProto {
+    filters: XferFilters,
+    max_len: usize,
+}
+
+impl RawProto {
+    /// erpc v6's default limit, 1 GiB.
+    pub const DEFAULT_MAX_LEN: usize = 1 << 30;
+
+    /// The protocol with these filters and a frame limit of `max_len`
+    /// bytes (at most `u32::MAX` counts: the size field is a `u32`).
+    pub fn new(filters: XferFilters, max_len: usize) -> RawProto {
+        RawProto {
+            filters,
+            max_len: max_len.min(u32::MAX as usize),
+        }
+    }
+
+    /// The frame limit.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The transfer filters.
+    pub fn filters(&self) -> &XferFilters {
+        &self.filters
+    }
+
+    /// Parses a whole frame.
+    fn parse(&self, frame: Bytes) -> Result<Message, ProtoError> {
+        let n = usize::from(frame[4]);
+        let pipe: XferPipe = frame[HEAD..HEAD + n].iter().copied().collect();
+        let mut payload = frame.slice(HEAD + n..);
+        if n > 0 {
+            if let Some(&id) = pipe.ids().iter().find(|id| !self.filters.contains(**id)) {
+                return Err(ProtoError::UnknownXferFilter(id));
+            }
+            payload = self
+                .filters
+                .unpack(&pipe, payload, self.max_len)
+                .map_err(ProtoError::XferFilter)?;
+        }
+        let mut r = Fields(payload);
+        let seq = parse_seq(&r.take("seq_len")?)?;
+        let mtype = r.u8("mtype")?;
+        let mtype = MessageType::from_u8(mtype).ok_or(ProtoError::UnknownMessageType(mtype))?;
+        let method = r.take("sm_len")?;
+        let service_method =
+            String::from_utf8(method.to_vec()).map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
+        let status = r.take_long("status_len")?;
+        let meta = r.take_long("meta_len")?;
+        let body_codec = CodecId(r.u8("body_codec")?);
+        Ok(Message {
+            seq,
+            mtype,
+            service_method,
+            status: Status::parse(&status),
+            meta: Meta::parse(&meta),
+            body_codec,
+            // What is left: a slice of the frame, not a copy.
+            body: r.0,
+            xfer_pipe: pipe,
+        })
+    }
+
+    /// Writes `msg`'s frame at the end of `dst`; on error `dst` is left as
+    /// it was.
+    fn encode_message(&self, msg: &Message, dst: &mut BytesMut) -> io::Result<()> {
+        let start = dst.len();
+        let result = self.put_frame(msg, dst);
+        if result.is_err() {
+            dst.truncate(start);
+        }
+        result
+    }
+
+    fn put_frame(&self, msg: &Message, dst: &mut BytesMut) -> io::Result<()> {
+        let start = dst.len();
+        let ids = msg.xfer_pipe.ids();
+        let n = u8::try_from(ids.len())
+            .map_err(|_| ProtoError::TooManyXferFilters(ids.len()).invalid_input())?;
+        if let Some(&id) = ids.iter().find(|id| !self.filters.contains(**id)) {
+            return Err(ProtoError::UnknownXferFilter(id).invalid_input());
+        }
+        dst.put_u32(0); // patched below, once the size is known
+        dst.put_u8(n);
+        dst.put_slice(ids);
+        if ids.is_empty() {
+            // The hot path: the payload goes straight into `dst`.
+            put_payload(msg, dst).map_err(ProtoError::invalid_input)?;
+        } else {
+            let mut payload = BytesMut::new();
+            put_payload(msg, &mut payload).map_err(ProtoError::invalid_input)?;
+            let packed = self
+                .filters
+                .pack(&msg.xfer_pipe, payload.freeze())
+                .map_err(|e| ProtoError::XferFilter(e).invalid_input())?;
+            if HEAD + ids.len() + packed.len() > self.max_len {
+                return Err(too_large(HEAD + ids.len() + packed.len(), self.max_len));
+            }
+            dst.put_slice(&packed);
+        }
+        let size = dst.len() - start;
+        if size > self.max_len {
+            return Err(too_large(size, self.max_len));
+        }
+        // max_len is at most u32::MAX (see `new`), so the size fits.
+        let size = u32::try_from(size).map_err(|_| too_large(size, self.max_len))?;
+        dst[start..start + 4].copy_from_slice(&size.to_be_bytes());
+        Ok(())
+    }
+}
+
+impl Default for RawProto {
+    /// No filters and erpc's default limit of 1 GiB.
+    fn default() -> RawProto {
+        RawProto::new(XferFilters::new(), RawProto::DEFAULT_MAX_LEN)
+    }
+}
+
+fn too_large(size: usize, max: usize) -> io::Error {
+    let e = PacketTooLarge::new(size as u64, max);
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+impl Decoder for RawProto {
+    type Item = Message;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Message>> {
+        let Some(head) = src.get(..4) else {
+            return Ok(None);
+        };
+        let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        // Checked on the declared size, before a byte of the frame is
+        // awaited or a byte of room reserved for it.
+        if size > self.max_len {
+            return Err(PacketTooLarge::new(size as u64, self.max_len).into());
+        }
+        if size < HEAD {
+            return Err(ProtoError::BadSize { size, min: HEAD }.invalid_data());
+        }
+        let Some(&n) = src.get(4) else {
+            return Ok(None);
+        };
+        let min = HEAD + usize::from(n);
+        if size < min {
+            return Err(ProtoError::BadSize { size, min }.invalid_data());
+        }
+        if src.len() < size {
+            src.reserve((size - src.len()).min(RESERVE_AHEAD));
+            return Ok(None);
+        }
+        let frame = src.split_to(size).freeze();
+        self.parse(frame)
+            .map(Some)
+            .map_err(ProtoError::invalid_data)
+    }
+}
+
+impl Encoder<Message> for RawProto {
+    type Error = io::Error;
+
+    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> io::Result<()> {
+        self.encode_message(&msg, dst)
+    }
+}
+
+/// The fields of a payload, read front to back.
+struct Fields(Bytes);
+
+impl Fields {
+    fn u8(&mut self, field: &'static str) -> Result<u8, ProtoError> {
+        if self.0.is_empty() {
+            return Err(ProtoError::Truncated { field });
+        }
+        Ok(self.0.get_u8())
+    }
+
+    /// A field after its `u8` length.
+    fn take(&mut self, len_field: &'static str) -> Result<Bytes, ProtoError> {
+        let len = usize::from(self.u8(len_field)?);
+        self.bytes(len_field, len)
+    }
+
+    /// A field after its `u16` length.
+    fn take_long(&mut self, len_field: &'static str) -> Result<Bytes, ProtoError> {
+        if self.0.len() < 2 {
+            return Err(ProtoError::Truncated { field: len_field });
+        }
+        let len = usize::from(self.0.get_u16());
+        self.bytes(len_field, len)
+    }
+
+    fn bytes(&mut self, len_field: &'static str, len: usize) -> Result<Bytes, ProtoError> {
+        if len > self.0.len() {
+            return Err(ProtoError::Overrun {
+                field: len_field,
+                len,
+            });
+        }
+        Ok(self.0.split_to(len))
+    }
+}
+
+/// The seq's text: base-36 as Go's `strconv.ParseInt(s, 36, 32)` reads it
+/// (either case, an optional sign).
+fn parse_seq(text: &[u8]) -> Result<i32, ProtoError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| i32::from_str_radix(s, 36).ok())
+        .ok_or_else(|| ProtoError::BadSeq {
+            text: String::from_utf8_lossy(text).into_owned(),
+        })
+}
+
+/// Appends the seq's length and text: lowercase signed base-36, as Go's
+/// `strconv.FormatInt(seq, 36)` writes it.
+fn put_seq(dst: &mut BytesMut, seq: i32) {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    // i32::MIN is "-zik0zk", the longest: 7 bytes.
+    let mut buf = [0u8; 7];
+    let mut i = buf.len();
+    let mut n = seq.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n % 36) as usize];
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    if seq < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    dst.put_u8((buf.len() - i) as u8);
+    dst.put_slice(&buf[i..]);
+}
+
+/// Appends the payload: everything from the seq to the body.
+fn put_payload(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
+    let method = msg.service_method.as_bytes();
+    let method_len =
+        u8::try_from(method.len()).map_err(|_| ProtoError::ServiceMethodTooLong(method.len()))?;
+    put_seq(dst, msg.seq);
+    dst.put_u8(msg.mtype as u8);
+    dst.put_u8(method_len);
+    dst.put_slice(method);
+    put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
+    put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+    dst.put_u8(msg.body_codec.as_u8());
+    dst.put_slice(&msg.body);
+    Ok(())
+}
+
+/// Appends a field written by `put` after its `u16` length, which is only
+/// known once it is written.
+fn put_long(
+    dst: &mut BytesMut,
+    put: impl FnOnce(&mut BytesMut),
+    too_long: fn(usize) -> ProtoError,
+) -> Result<(), ProtoError> {
+    let at = dst.len();
+    dst.put_u16(0);
+    put(dst);
+    let len = dst.len() - at - 2;
+    let len16 = u16::try_from(len).map_err(|_| too_long(len))?;
+    dst[at..at + 2].copy_from_slice(&len16.to_be_bytes());
+    Ok(())
+}

@@ -1,0 +1,135 @@
+use super::*;
+use crate::rpc::xfer::{Gzip, Md5};
+
+fn proto() -> RawProto {
+    let mut filters = XferFilters::new();
+    filters.register(Gzip::default()).register(Md5::new());
+    RawProto::new(filters, 1 << 20)
+}
+
+fn full() -> Message {
+    let mut meta = Meta::new();
+    meta.add("k 1", "v&=/é").add("k", "1");
+    Message::new(MessageType::Call, 36, "/home/echo")
+        .with_status(Status::new(1234, "home fail").with_cause("ü"))
+        .with_meta(meta)
+        .with_body(CodecId::JSON, r#"{"a":1}"#)
+}
+
+fn encode(proto: &mut RawProto, msg: Message) -> io::Result<BytesMut> {
+    let mut dst = BytesMut::new();
+    proto.encode(msg, &mut dst)?;
+    Ok(dst)
+}
+
+#[test]
+fn a_message_round_trips_without_filters() {
+    let mut p = proto();
+    let mut buf = encode(&mut p, full()).unwrap();
+    assert_eq!(buf[4], 0);
+    assert_eq!(p.decode(&mut buf).unwrap(), Some(full()));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn a_message_round_trips_through_md5_and_gzip() {
+    let mut p = proto();
+    let msg = full().with_xfer_pipe([b'm', b'g'].into_iter().collect());
+    let mut buf = encode(&mut p, msg.clone()).unwrap();
+    assert_eq!(&buf[4..7], b"\x02mg");
+    assert_eq!(p.decode(&mut buf).unwrap(), Some(msg));
+}
+
+#[test]
+fn the_size_field_counts_the_whole_frame() {
+    let buf = encode(&mut proto(), full()).unwrap();
+    let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    assert_eq!(size, buf.len());
+}
+
+#[test]
+fn seqs_are_written_as_lowercase_signed_base_36() {
+    for (seq, text) in [
+        (0, "0"),
+        (1, "1"),
+        (36, "10"),
+        (-5, "-5"),
+        (i32::MAX, "zik0zj"),
+        (i32::MIN, "-zik0zk"),
+    ] {
+        let mut dst = BytesMut::new();
+        put_seq(&mut dst, seq);
+        assert_eq!(usize::from(dst[0]), text.len(), "{seq}");
+        assert_eq!(&dst[1..], text.as_bytes(), "{seq}");
+        assert_eq!(parse_seq(text.as_bytes()).unwrap(), seq);
+    }
+}
+
+#[test]
+fn seq_text_in_upper_case_parses() {
+    assert_eq!(parse_seq(b"A").unwrap(), 10);
+    assert_eq!(parse_seq(b"ZIK0ZJ").unwrap(), i32::MAX);
+}
+
+#[test]
+fn a_partial_frame_waits_for_the_rest() {
+    let mut p = proto();
+    let whole = encode(&mut p, full()).unwrap();
+    let mut buf = BytesMut::from(&whole[..whole.len() - 1]);
+    assert_eq!(p.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(&whole[whole.len() - 1..]);
+    assert_eq!(p.decode(&mut buf).unwrap(), Some(full()));
+}
+
+#[test]
+fn two_frames_in_one_buffer_decode_in_order() {
+    let mut p = proto();
+    let mut buf = encode(&mut p, full()).unwrap();
+    let second = Message::new(MessageType::Push, 2, "/x");
+    p.encode(second.clone(), &mut buf).unwrap();
+    assert_eq!(p.decode(&mut buf).unwrap(), Some(full()));
+    assert_eq!(p.decode(&mut buf).unwrap(), Some(second));
+    assert_eq!(p.decode(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn the_body_is_a_slice_of_the_frame() {
+    let mut p = proto();
+    let mut buf = encode(&mut p, full()).unwrap();
+    let frame_start = buf.as_ptr() as usize;
+    let frame_end = frame_start + buf.len();
+    let msg = p.decode(&mut buf).unwrap().unwrap();
+    let body = msg.body.as_ptr() as usize;
+    assert!(body >= frame_start && body + msg.body.len() <= frame_end);
+}
+
+#[test]
+fn an_encode_error_leaves_dst_as_it_was() {
+    let mut p = proto();
+    let mut dst = BytesMut::from(&b"before"[..]);
+    let long = Message::new(MessageType::Call, 1, "x".repeat(256));
+    let err = p.encode(long, &mut dst).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(&dst[..], b"before");
+}
+
+#[test]
+fn a_message_over_the_limit_is_refused_as_packet_too_large() {
+    let mut p = RawProto::new(XferFilters::new(), 100);
+    let msg = Message::new(MessageType::Push, 1, "/x").with_body(CodecId::PLAIN, vec![b'a'; 100]);
+    let mut dst = BytesMut::new();
+    let err = p.encode(msg, &mut dst).unwrap_err();
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<PacketTooLarge>());
+    assert_eq!(inner.map(|e| e.max), Some(100), "{err}");
+    assert!(dst.is_empty());
+}
+
+#[test]
+fn an_unknown_filter_is_refused_on_encode() {
+    let mut p = RawProto::default();
+    let msg = full().with_xfer_pipe([b'g'].into_iter().collect());
+    let err = encode(&mut p, msg).unwrap_err();
+    assert_eq!(err.to_string(), "raw proto: unknown transfer filter id 'g'");
+}
