@@ -1,0 +1,138 @@
+//! [`Dispatch`]: the core service of one RPC connection. It turns the
+//! session's events into routed calls and pushes, matched replies and a
+//! clean end.
+
+use std::{
+    convert::Infallible,
+    future::{ready, Future},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tower::{Service, ServiceExt};
+
+use crate::{
+    rpc::{
+        router::Inbound,
+        session::{Conn, Redial},
+        Message, MessageType, Session,
+    },
+    Event, Request,
+};
+
+/// The future of one event: ready for everything but routed messages.
+pub(crate) type EventFuture =
+    Pin<Box<dyn Future<Output = Result<Option<Message>, Infallible>> + Send>>;
+
+/// The innermost service of every RPC session.
+pub(crate) struct Dispatch {
+    conn: Arc<Conn>,
+    /// The dialed session this connection serves, if it was dialed.
+    redial: Option<Arc<Redial>>,
+    /// Why the session failed, for the status its waiting calls get.
+    failure: Option<crate::Error>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(conn: Arc<Conn>, redial: Option<Arc<Redial>>) -> Dispatch {
+        Dispatch {
+            conn,
+            redial,
+            failure: None,
+        }
+    }
+
+    fn session(&self) -> Session {
+        Session::from_conn(Arc::clone(&self.conn))
+    }
+
+    fn message(&mut self, msg: Message) -> EventFuture {
+        match msg.mtype {
+            MessageType::Reply => {
+                let seq = msg.seq;
+                if !self.conn.pending.complete(msg) {
+                    tracing::debug!(seq, "reply for no waiting call dropped (late or unknown)");
+                }
+                Box::pin(ready(Ok(None)))
+            }
+            MessageType::Call | MessageType::Push => match self.conn.peer.router.route(&msg) {
+                Some(route) => Box::pin(route.oneshot(Inbound {
+                    session: self.session(),
+                    message: msg,
+                })),
+                None => {
+                    tracing::warn!(
+                        service_method = %msg.service_method,
+                        peer = %self.conn.session.peer_addr(),
+                        "push to an unknown service method dropped"
+                    );
+                    Box::pin(ready(Ok(None)))
+                }
+            },
+            MessageType::AuthCall | MessageType::AuthReply => {
+                // An auth plugin in the stack takes these while it
+                // authenticates; one that reaches here came after that, or
+                // without any: erpc closes the session.
+                self.conn.session.close_with_error(format!(
+                    "disconnected due to unsupported message type {} (seq {})",
+                    msg.mtype, msg.seq
+                ));
+                Box::pin(ready(Ok(None)))
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.conn.end(self.failure.as_ref());
+        self.conn.peer.forget(self.conn.session.id());
+        if let Some(redial) = &self.redial {
+            redial.clear_if(&self.conn);
+        }
+    }
+}
+
+impl Service<Request<Message, Message>> for Dispatch {
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = EventFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Message, Message>) -> EventFuture {
+        match req.event {
+            Event::Message(msg) => self.message(msg),
+            Event::Open => {
+                self.conn.peer.remember(self.session());
+                if let Some(redial) = &self.redial {
+                    redial.set_current(Some(Arc::clone(&self.conn)));
+                }
+                Box::pin(ready(Ok(None)))
+            }
+            Event::Error(e) => {
+                if req.session.is_closed() {
+                    tracing::debug!(session = %req.session, error = %e, "rpc session failed");
+                    self.failure = Some(e);
+                } else {
+                    tracing::warn!(session = %req.session, error = %e, "rpc session error");
+                }
+                Box::pin(ready(Ok(None)))
+            }
+            Event::Close => {
+                self.close();
+                Box::pin(ready(Ok(None)))
+            }
+            _ => Box::pin(ready(Ok(None))),
+        }
+    }
+}
+
+impl Drop for Dispatch {
+    fn drop(&mut self) {
+        // A session that ends without `Close` (a failed poll_ready above
+        // this service) still fails its waiting calls.
+        self.close();
+    }
+}

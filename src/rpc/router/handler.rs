@@ -1,0 +1,353 @@
+//! Handlers: async functions of a context and a typed argument, made
+//! into the tower services the router holds.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use futures_util::FutureExt;
+use tower::Service;
+
+use super::{CallCtx, Inbound, PushCtx};
+use crate::rpc::{
+    codec::{CodecId, Codecs, FromBody, IntoBody},
+    session::ACCEPT_BODY_CODEC,
+    Message, MessageType, Meta, Status, XferPipe,
+};
+
+/// A handler's successful answer with reply settings: metadata, a codec,
+/// more transfer filters (teleport's `ctx.SetMeta`, `SetBodyCodec`,
+/// `AddXferPipe`). A handler can return the bare value instead.
+///
+/// ```
+/// use getty::rpc::{codec::CodecId, CallCtx, Reply, Status};
+///
+/// async fn hello(_: CallCtx, name: String) -> Result<Reply<String>, Status> {
+///     Ok(Reply::new(format!("hello {name}")).meta("served-by", "a").codec(CodecId::PLAIN))
+/// }
+/// # let _ = getty::rpc::Router::new().call("/hello", hello);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    value: T,
+    meta: Meta,
+    codec: Option<CodecId>,
+    xfer: XferPipe,
+}
+
+impl<T> Reply<T> {
+    /// A reply carrying `value`.
+    pub fn new(value: T) -> Reply<T> {
+        Reply {
+            value,
+            meta: Meta::new(),
+            codec: None,
+            xfer: XferPipe::new(),
+        }
+    }
+
+    /// Adds a metadata pair to the reply.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Reply<T> {
+        self.meta.add(key, value);
+        self
+    }
+
+    /// Encodes the reply with `codec`, whatever the caller asked for.
+    pub fn codec(mut self, codec: CodecId) -> Reply<T> {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Sends the reply through one more transfer filter, inside its call's.
+    pub fn xfer(mut self, id: u8) -> Reply<T> {
+        self.xfer.push(id);
+        self
+    }
+}
+
+/// What a call handler answers with: any [`IntoBody`] value, or a
+/// [`Reply`] of one.
+pub trait IntoReply {
+    /// The value's type.
+    type Body: IntoBody;
+    /// The value with its reply settings.
+    fn into_reply(self) -> Reply<Self::Body>;
+}
+
+impl<T: IntoBody> IntoReply for T {
+    type Body = T;
+    fn into_reply(self) -> Reply<T> {
+        Reply::new(self)
+    }
+}
+
+impl<T: IntoBody> IntoReply for Reply<T> {
+    type Body = T;
+    fn into_reply(self) -> Reply<T> {
+        self
+    }
+}
+
+/// An async function that handles calls: `async fn(CallCtx, A) ->
+/// Result<R, Status>` with `A` a [`FromBody`] argument and `R` an
+/// [`IntoReply`] answer. Implemented for every such function or closure.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a call handler",
+    note = "a call handler is an `async fn(CallCtx, A) -> Result<R, Status>` (or a closure returning such a future) \
+            that is `Clone + Send + Sync + 'static`; `A` is any serde type, `Raw` or `Proto<T>`, `R` any of those or a `Reply<_>`"
+)]
+pub trait CallHandler<A, R>: Clone + Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = Result<R, Status>> + Send + 'static;
+    /// Handles one call.
+    fn handle(&self, ctx: CallCtx, arg: A) -> Self::Future;
+}
+
+impl<F, Fut, A, R> CallHandler<A, R> for F
+where
+    F: Fn(CallCtx, A) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Status>> + Send + 'static,
+{
+    type Future = Fut;
+    fn handle(&self, ctx: CallCtx, arg: A) -> Fut {
+        self(ctx, arg)
+    }
+}
+
+/// An async function that handles pushes: `async fn(PushCtx, A) ->
+/// Result<(), Status>`; an error is logged (a push has no reply).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a push handler",
+    note = "a push handler is an `async fn(PushCtx, A) -> Result<(), Status>` that is `Clone + Send + Sync + 'static`"
+)]
+pub trait PushHandler<A>: Clone + Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = Result<(), Status>> + Send + 'static;
+    /// Handles one push.
+    fn handle(&self, ctx: PushCtx, arg: A) -> Self::Future;
+}
+
+impl<F, Fut, A> PushHandler<A> for F
+where
+    F: Fn(PushCtx, A) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    type Future = Fut;
+    fn handle(&self, ctx: PushCtx, arg: A) -> Fut {
+        self(ctx, arg)
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A call handler as a tower service of the router.
+pub(crate) struct CallService<H, A, R> {
+    handler: H,
+    types: PhantomData<fn(A) -> R>,
+}
+
+impl<H: Clone, A, R> Clone for CallService<H, A, R> {
+    fn clone(&self) -> Self {
+        CallService {
+            handler: self.handler.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<H, A, R> CallService<H, A, R> {
+    pub(crate) fn new(handler: H) -> Self {
+        CallService {
+            handler,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<H, A, R> Service<Inbound> for CallService<H, A, R>
+where
+    H: CallHandler<A, R>,
+    A: FromBody + Send + 'static,
+    R: IntoReply + Send + 'static,
+{
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Option<Message>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, inbound: Inbound) -> Self::Future {
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let Inbound {
+                session,
+                mut message,
+            } = inbound;
+            let codecs = match session.conn() {
+                Ok(conn) => conn.peer.codecs.clone(),
+                Err(_) => return Ok(None),
+            };
+            let shape = ReplyShape::of(&message, &codecs);
+            let body = std::mem::take(&mut message.body);
+            let ctx = CallCtx::take(session, &mut message);
+            let arg = match A::from_body(message.body_codec, body, &codecs) {
+                Ok(arg) => arg,
+                Err(status) => return Ok(Some(shape.failed(status))),
+            };
+            let outcome = AssertUnwindSafe(handler.handle(ctx, arg))
+                .catch_unwind()
+                .await;
+            Ok(Some(match outcome {
+                Ok(Ok(value)) => shape.answer(value.into_reply(), &codecs),
+                Ok(Err(status)) => shape.failed(status),
+                Err(panic) => shape.failed(Status::framework_with(
+                    Status::CODE_INTERNAL_SERVER_ERROR,
+                    format!("handler panicked: {}", crate::error::panic_message(&*panic)),
+                )),
+            }))
+        })
+    }
+}
+
+/// A push handler as a tower service of the router.
+pub(crate) struct PushService<H, A> {
+    handler: H,
+    types: PhantomData<fn(A)>,
+}
+
+impl<H: Clone, A> Clone for PushService<H, A> {
+    fn clone(&self) -> Self {
+        PushService {
+            handler: self.handler.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<H, A> PushService<H, A> {
+    pub(crate) fn new(handler: H) -> Self {
+        PushService {
+            handler,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<H, A> Service<Inbound> for PushService<H, A>
+where
+    H: PushHandler<A>,
+    A: FromBody + Send + 'static,
+{
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Option<Message>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, inbound: Inbound) -> Self::Future {
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let Inbound {
+                session,
+                mut message,
+            } = inbound;
+            let codecs = match session.conn() {
+                Ok(conn) => conn.peer.codecs.clone(),
+                Err(_) => return Ok(None),
+            };
+            let body = std::mem::take(&mut message.body);
+            let ctx = PushCtx::take(session, &mut message);
+            let method = ctx.service_method().to_owned();
+            let outcome = match A::from_body(message.body_codec, body, &codecs) {
+                Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(Status::framework_with(
+                            Status::CODE_INTERNAL_SERVER_ERROR,
+                            format!("handler panicked: {}", crate::error::panic_message(&*panic)),
+                        ))
+                    }),
+                Err(status) => Err(status),
+            };
+            if let Err(status) = outcome {
+                tracing::warn!(service_method = %method, %status, "push handler failed");
+            }
+            Ok(None)
+        })
+    }
+}
+
+/// What a reply to a call keeps of the call: its seq, its filters, the
+/// codec to answer in.
+pub(crate) struct ReplyShape {
+    seq: i32,
+    xfer: XferPipe,
+    codec: CodecId,
+    default_codec: CodecId,
+}
+
+impl fmt::Debug for ReplyShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyShape")
+            .field("seq", &self.seq)
+            .field("codec", &self.codec)
+            .finish()
+    }
+}
+
+impl ReplyShape {
+    /// The shape of the reply to `call`: the codec is a valid
+    /// `X-Accept-Body-Codec` (1–3 digits, not 0, known), else the call's.
+    pub(crate) fn of(call: &Message, codecs: &Codecs) -> ReplyShape {
+        let accepted = call
+            .meta
+            .get(ACCEPT_BODY_CODEC)
+            .filter(|v| (1..=3).contains(&v.len()))
+            .and_then(|v| v.parse::<u8>().ok())
+            .map(CodecId)
+            .filter(|c| *c != CodecId::NONE && codecs.contains(*c));
+        ReplyShape {
+            seq: call.seq,
+            xfer: call.xfer_pipe.clone(),
+            codec: accepted.unwrap_or(call.body_codec),
+            default_codec: CodecId::JSON,
+        }
+    }
+
+    /// A failed reply: the status, codec 0, no body.
+    pub(crate) fn failed(self, status: Status) -> Message {
+        Message::new(MessageType::Reply, self.seq, "")
+            .with_status(status)
+            .with_xfer_pipe(self.xfer)
+    }
+
+    /// A successful reply, or a 500 when the value does not encode.
+    pub(crate) fn answer<T: IntoBody>(mut self, reply: Reply<T>, codecs: &Codecs) -> Message {
+        let codec = match reply.codec {
+            Some(codec) => codec,
+            None if self.codec == CodecId::NONE => self.default_codec,
+            None => self.codec,
+        };
+        for id in reply.xfer.ids() {
+            self.xfer.push(*id);
+        }
+        match reply.value.into_body(codec, codecs) {
+            Ok((codec, body)) => Message::new(MessageType::Reply, self.seq, "")
+                .with_body(codec, body)
+                .with_meta(reply.meta)
+                .with_xfer_pipe(self.xfer),
+            Err(status) => self.failed(status),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! [`Router`]: service methods to handlers, erpc's router, as tower services.
+
+mod catch;
+mod context;
+mod handler;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use tower::{util::BoxCloneSyncService, Layer, Service, ServiceExt};
+
+pub use self::context::{CallCtx, PushCtx};
+pub(crate) use self::handler::ReplyShape;
+pub use self::handler::{CallHandler, IntoReply, PushHandler, Reply};
+use self::{
+    catch::CatchError,
+    handler::{CallService, PushService},
+};
+use crate::{
+    rpc::{
+        codec::{FromBody, Raw},
+        Message, MessageType, Session, Status,
+    },
+    BoxError,
+};
+
+/// What a route's service takes: a call or push and the session it came on.
+/// Plugins written as tower layers (see [`Router::layer`]) see it.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The session the message came on.
+    pub session: Session,
+    /// The message, its body still encoded.
+    pub message: Message,
+}
+
+/// A route: a tower service answering a call with its reply (`Some`), a
+/// push with `None`.
+pub type Route = BoxCloneSyncService<Inbound, Option<Message>, Infallible>;
+
+/// Service methods to handlers (erpc's router), every route a tower
+/// service.
+///
+/// - [`call`](Router::call) and [`push`](Router::push) route an exact
+///   service method to an async handler `(ctx, typed arg) -> Result<_, Status>`;
+/// - [`nest`](Router::nest) mounts a group under a prefix (teleport's
+///   `SubRoute`), keeping the group's own layers (its plugins);
+/// - [`layer`](Router::layer) wraps every route so far in a tower layer;
+/// - [`unknown_call`](Router::unknown_call) and
+///   [`unknown_push`](Router::unknown_push) catch the rest. Without them an
+///   unknown call is answered 404 and an unknown push is dropped with a
+///   warning, as erpc does.
+///
+/// A body that does not decode into the handler's argument is answered 400,
+/// a handler that panics 500; the session carries on either way.
+///
+/// ```
+/// use getty::rpc::{codec::Raw, CallCtx, PushCtx, Router, Status};
+///
+/// async fn echo(_: CallCtx, arg: Raw) -> Result<Raw, Status> { Ok(arg) }
+/// async fn fail(_: CallCtx, _: ()) -> Result<(), Status> { Err(Status::new(1234, "home fail")) }
+/// async fn hello(ctx: PushCtx, who: String) -> Result<(), Status> {
+///     println!("{} greets {who}", ctx.peer_addr());
+///     Ok(())
+/// }
+///
+/// let home = Router::new().call("/echo", echo).call("/fail", fail)
+///     .layer(tower::limit::ConcurrencyLimitLayer::new(64));
+/// let router = Router::new().nest("/home", home).push("/push/hello", hello);
+/// assert!(router.has_call("/home/echo") && router.has_push("/push/hello"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Router {
+    calls: HashMap<String, Route>,
+    pushes: HashMap<String, Route>,
+    unknown_call: Option<Route>,
+    unknown_push: Option<Route>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut calls: Vec<_> = self.calls.keys().collect();
+        let mut pushes: Vec<_> = self.pushes.keys().collect();
+        calls.sort();
+        pushes.sort();
+        f.debug_struct("Router")
+            .field("calls", &calls)
+            .field("pushes", &pushes)
+            .field("unknown_call", &self.unknown_call.is_some())
+            .field("unknown_push", &self.unknown_push.is_some())
+            .finish()
+    }
+}
+
+impl Router {
+    /// A router without routes.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Routes calls to `service_method` to `handler`, replacing an earlier
+    /// route of the same method.
+    pub fn call<H, A, R>(mut self, service_method: impl Into<String>, handler: H) -> Router
+    where
+        H: CallHandler<A, R>,
+        A: FromBody + Send + 'static,
+        R: IntoReply + Send + 'static,
+    {
+        self.calls
+            .insert(service_method.into(), Route::new(CallService::new(handler)));
+        self
+    }
+
+    /// Routes pushes to `service_method` to `handler`.
+    pub fn push<H, A>(mut self, service_method: impl Into<String>, handler: H) -> Router
+    where
+        H: PushHandler<A>,
+        A: FromBody + Send + 'static,
+    {
+        self.pushes
+            .insert(service_method.into(), Route::new(PushService::new(handler)));
+        self
+    }
+
+    /// Routes calls to `service_method` to a tower service of your own
+    /// (it answers with the reply message; its errors become 500 replies,
+    /// or the status itself when the error is a [`Status`]).
+    pub fn call_service<S>(mut self, service_method: impl Into<String>, service: S) -> Router
+    where
+        S: Service<Inbound, Response = Option<Message>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        self.calls
+            .insert(service_method.into(), Route::new(CatchError::new(service)));
+        self
+    }
+
+    /// Handles calls to any service method without a route (teleport's
+    /// `SetUnknownCall`); take [`Raw`] to get the body as it came.
+    pub fn unknown_call<H, R>(mut self, handler: H) -> Router
+    where
+        H: CallHandler<Raw, R>,
+        R: IntoReply + Send + 'static,
+    {
+        self.unknown_call = Some(Route::new(CallService::new(handler)));
+        self
+    }
+
+    /// Handles pushes to any service method without a route (teleport's
+    /// `SetUnknownPush`).
+    pub fn unknown_push<H>(mut self, handler: H) -> Router
+    where
+        H: PushHandler<Raw>,
+    {
+        self.unknown_push = Some(Route::new(PushService::new(handler)));
+        self
+    }
+
+    /// Mounts `group`'s routes under `prefix` (`/home` + `/echo` =
+    /// `/home/echo`), each keeping the layers the group put on it: the
+    /// group's plugins stay the group's. The group's unknown handlers are
+    /// not taken.
+    pub fn nest(mut self, prefix: &str, group: Router) -> Router {
+        let prefix = prefix.trim_end_matches('/');
+        for (method, route) in group.calls {
+            self.calls.insert(format!("{prefix}{method}"), route);
+        }
+        for (method, route) in group.pushes {
+            self.pushes.insert(format!("{prefix}{method}"), route);
+        }
+        self
+    }
+
+    /// Wraps every route added so far (unknown handlers included) in
+    /// `layer`: a plugin for these routes. Routes added later are not
+    /// wrapped. Errors of the layered service become 500 replies to calls
+    /// (or the status itself when the error is a [`Status`]) and are
+    /// logged for pushes.
+    pub fn layer<L>(self, layer: L) -> Router
+    where
+        L: Layer<Route>,
+        L::Service: Service<Inbound, Response = Option<Message>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Inbound>>::Error: Into<BoxError>,
+        <L::Service as Service<Inbound>>::Future: Send + 'static,
+    {
+        let wrap = |route: Route| Route::new(CatchError::new(layer.layer(route)));
+        Router {
+            calls: self.calls.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
+            pushes: self.pushes.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
+            unknown_call: self.unknown_call.map(wrap),
+            unknown_push: self.unknown_push.map(wrap),
+        }
+    }
+
+    /// Whether calls to `service_method` have a route.
+    pub fn has_call(&self, service_method: &str) -> bool {
+        self.calls.contains_key(service_method)
+    }
+
+    /// Whether pushes to `service_method` have a route.
+    pub fn has_push(&self, service_method: &str) -> bool {
+        self.pushes.contains_key(service_method)
+    }
+
+    /// The route a call or push goes to; `None` for a push nobody takes.
+    /// A call always gets an answer (404 or 400 when there is no route).
+    pub(crate) fn route(&self, msg: &Message) -> Option<Route> {
+        match msg.mtype {
+            MessageType::Call => Some(
+                self.calls
+                    .get(&msg.service_method)
+                    .or(self.unknown_call.as_ref())
+                    .cloned()
+                    .unwrap_or_else(|| Route::new(Refuse)),
+            ),
+            MessageType::Push => self
+                .pushes
+                .get(&msg.service_method)
+                .or(self.unknown_push.as_ref())
+                .cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// Answers a call without a route: 400 for an empty service method, 404
+/// otherwise (erpc's answers).
+#[derive(Debug, Clone, Copy)]
+struct Refuse;
+
+impl Service<Inbound> for Refuse {
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Option<Message>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, inbound: Inbound) -> Self::Future {
+        let msg = &inbound.message;
+        let status = if msg.service_method.is_empty() {
+            Status::framework_with(
+                Status::CODE_BAD_MESSAGE,
+                "invalid service method for message",
+            )
+        } else {
+            Status::framework(Status::CODE_NOT_FOUND)
+        };
+        let codecs = Default::default();
+        std::future::ready(Ok(Some(ReplyShape::of(msg, &codecs).failed(status))))
+    }
+}
+
+impl Service<Inbound> for Router {
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Option<Message>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, inbound: Inbound) -> Self::Future {
+        match self.route(&inbound.message) {
+            Some(route) => Box::pin(route.oneshot(inbound)),
+            None => {
+                tracing::warn!(
+                    service_method = %inbound.message.service_method,
+                    "push to an unknown service method dropped"
+                );
+                Box::pin(std::future::ready(Ok(None)))
+            }
+        }
+    }
+}

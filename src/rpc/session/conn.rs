@@ -1,0 +1,136 @@
+//! [`Conn`]: one connection's RPC state, the seq counter and the calls
+//! waiting for replies.
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use std::future::Future;
+
+use super::pending::{Pending, Waiting};
+use crate::rpc::{peer::PeerShared, Message, Status};
+use crate::SendPermit;
+
+/// One connection of a peer: the core's session of messages, the counter
+/// its originated messages take their seq from, and the calls waiting for
+/// a reply on it.
+pub(crate) struct Conn {
+    pub(crate) session: crate::Session<Message>,
+    /// Pre-incremented: the first message this side originates has seq 1.
+    seq: AtomicI32,
+    pub(crate) pending: Pending,
+    pub(crate) peer: Arc<PeerShared>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("session", &self.session)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(session: crate::Session<Message>, peer: Arc<PeerShared>) -> Conn {
+        Conn {
+            session,
+            seq: AtomicI32::new(0),
+            pending: Pending::default(),
+            peer,
+        }
+    }
+
+    /// The next seq of a message this side originates; wraps through the
+    /// negative numbers after `i32::MAX`, as erpc's int32 counter does.
+    pub(crate) fn next_seq(&self) -> i32 {
+        self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    }
+
+    pub(crate) fn closed(&self) -> Status {
+        Status::framework_with(Status::CODE_CONN_CLOSED, "session closed")
+    }
+
+    /// Sends a call and waits for its reply (whatever its status), at most
+    /// `timeout` from now, waiting for room in the outbound queue included.
+    pub(crate) async fn call(
+        &self,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Message, Status> {
+        within(timeout, async {
+            let permit = self.session.reserve().await.map_err(|_| self.closed())?;
+            self.exchange(permit, msg).await
+        })
+        .await
+    }
+
+    /// Sends a call through a permit already held and waits for its reply,
+    /// at most `timeout`.
+    pub(crate) async fn call_with(
+        &self,
+        permit: SendPermit<Message>,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Message, Status> {
+        within(timeout, self.exchange(permit, msg)).await
+    }
+
+    async fn exchange(
+        &self,
+        permit: SendPermit<Message>,
+        mut msg: Message,
+    ) -> Result<Message, Status> {
+        msg.seq = self.next_seq();
+        let reply = self.pending.register(msg.seq)?;
+        let mut waiting = Waiting {
+            pending: &self.pending,
+            seq: msg.seq,
+            done: false,
+        };
+        permit.send(msg).map_err(|_| self.closed())?;
+        let outcome = reply.await;
+        waiting.done = true;
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.closed()),
+        }
+    }
+
+    /// Queues a one-way message with this side's next seq.
+    pub(crate) async fn push(&self, mut msg: Message) -> Result<(), Status> {
+        let permit = self.session.reserve().await.map_err(|_| self.closed())?;
+        msg.seq = self.next_seq();
+        permit.send(msg).map_err(|_| self.closed())
+    }
+
+    /// Ends every waiting call (the connection closed).
+    pub(crate) fn end(&self, why: Option<&crate::Error>) {
+        let status = match why {
+            Some(e) => Status::framework_with(Status::CODE_CONN_CLOSED, e.to_string()),
+            None => self.closed(),
+        };
+        self.pending.end(status);
+    }
+}
+
+/// `call` bounded by `timeout`: status 408 when it runs out.
+async fn within<F>(timeout: Option<Duration>, call: F) -> Result<Message, Status>
+where
+    F: Future<Output = Result<Message, Status>>,
+{
+    match timeout {
+        None => call.await,
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(Status::framework_with(
+                Status::CODE_HANDLE_TIMEOUT,
+                format!("no reply within {limit:?}"),
+            ))
+        }),
+    }
+}

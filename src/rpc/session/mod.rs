@@ -1,0 +1,237 @@
+//! [`Session`]: one RPC connection as its user sees it (teleport's
+//! `Session`): call, push, close.
+
+mod call;
+mod conn;
+mod pending;
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+pub(crate) use self::call::ACCEPT_BODY_CODEC;
+pub use self::call::{CallBuilder, PushBuilder};
+pub(crate) use self::conn::Conn;
+use crate::{
+    rpc::{
+        codec::{FromBody, IntoBody},
+        Message, Status,
+    },
+    Addr, Client,
+};
+
+/// One RPC connection: call the peer on the other end and push to it
+/// (teleport's `Session`). Cheap to clone.
+///
+/// A session a handler gets (through its context) is the connection the
+/// message came on. A session [`Peer::dial`](super::Peer::dial) returns
+/// redials when its connection drops (erpc's `RedialTimes`): it keeps its
+/// identity, each call goes over the connection of the moment, and a call
+/// made while none is up fails at once with status 102.
+///
+/// ```no_run
+/// use getty::rpc::{Peer, Router, Status};
+///
+/// # async fn demo() -> Result<(), getty::BoxError> {
+/// let peer = Peer::builder().build();
+/// let session = peer.dial("127.0.0.1:9090").await?;
+/// let reply: String = session.call("/home/echo", "hello").await?;
+/// session.push("/push/note", "fire and forget").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    link: Link,
+}
+
+#[derive(Clone)]
+enum Link {
+    /// One connection, for its whole life.
+    Conn(Arc<Conn>),
+    /// The connection of the moment of a dialed session that redials.
+    Redial(Arc<Redial>),
+}
+
+/// A dialed session's current connection, replaced on each redial.
+pub(crate) struct Redial {
+    pub(crate) current: Mutex<Option<Arc<Conn>>>,
+    pub(crate) client: Mutex<Option<Client<Message>>>,
+    pub(crate) target: String,
+}
+
+impl Redial {
+    pub(crate) fn new(target: String) -> Redial {
+        Redial {
+            current: Mutex::new(None),
+            client: Mutex::new(None),
+            target,
+        }
+    }
+
+    pub(crate) fn current(&self) -> Option<Arc<Conn>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_current(&self, conn: Option<Arc<Conn>>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// Clears the current connection if it is still `conn`.
+    pub(crate) fn clear_if(&self, conn: &Arc<Conn>) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *current = None;
+        }
+    }
+
+    fn client(&self) -> Option<Client<Message>> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Session {
+    pub(crate) fn from_conn(conn: Arc<Conn>) -> Session {
+        Session {
+            link: Link::Conn(conn),
+        }
+    }
+
+    pub(crate) fn from_redial(redial: Arc<Redial>) -> Session {
+        Session {
+            link: Link::Redial(redial),
+        }
+    }
+
+    /// The connection of the moment, or why there is none.
+    pub(crate) fn conn(&self) -> Result<Arc<Conn>, Status> {
+        match &self.link {
+            Link::Conn(conn) => Ok(Arc::clone(conn)),
+            Link::Redial(redial) => redial.current().ok_or_else(|| {
+                Status::framework_with(
+                    Status::CODE_CONN_CLOSED,
+                    format!("not connected to {} (redialing)", redial.target),
+                )
+            }),
+        }
+    }
+
+    /// The core session under the connection of the moment: its
+    /// attributes (teleport's `Swap`), settings and stats.
+    pub fn inner(&self) -> Option<crate::Session<Message>> {
+        self.conn().ok().map(|c| c.session.clone())
+    }
+
+    /// The id of the connection of the moment (0 when there is none).
+    pub fn id(&self) -> u64 {
+        self.conn().map(|c| c.session.id()).unwrap_or(0)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Addr {
+        self.conn()
+            .map(|c| c.session.peer_addr().clone())
+            .unwrap_or(Addr::Unknown)
+    }
+
+    /// This side's address.
+    pub fn local_addr(&self) -> Addr {
+        self.conn()
+            .map(|c| c.session.local_addr().clone())
+            .unwrap_or(Addr::Unknown)
+    }
+
+    /// Whether a connection is up and open (teleport's `Health`).
+    pub fn is_healthy(&self) -> bool {
+        self.conn().is_ok_and(|c| !c.session.is_closed())
+    }
+
+    /// Calls `service_method` with `arg`; await the returned [`CallBuilder`] for
+    /// the typed reply, after setting per-call options on it.
+    /// The reply type `R` is inferred from how the reply is used (any
+    /// serde type, [`Raw`](crate::rpc::codec::Raw),
+    /// [`Proto`](crate::rpc::codec::Proto)).
+    pub fn call<A: IntoBody, R: FromBody>(
+        &self,
+        service_method: impl Into<String>,
+        arg: A,
+    ) -> CallBuilder<A, R> {
+        CallBuilder::new(self.clone(), service_method.into(), arg)
+    }
+
+    /// Pushes `arg` to `service_method`: one way, no reply. Await the
+    /// returned [`PushBuilder`]; it resolves once the message is queued.
+    pub fn push<A: IntoBody>(&self, service_method: impl Into<String>, arg: A) -> PushBuilder<A> {
+        PushBuilder::new(self.clone(), service_method.into(), arg)
+    }
+
+    /// Sends a call message as it is (its seq is assigned here) and waits
+    /// for the reply message, whatever its status, at most `timeout`.
+    ///
+    /// # Errors
+    /// A local status: 102 when the connection is gone or goes, 408 on
+    /// timeout.
+    pub async fn call_message(
+        &self,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Message, Status> {
+        self.conn()?.call(msg, timeout).await
+    }
+
+    /// Queues a message as it is (its seq is assigned here).
+    ///
+    /// # Errors
+    /// 102 when the connection is gone.
+    pub async fn push_message(&self, msg: Message) -> Result<(), Status> {
+        self.conn()?.push(msg).await
+    }
+
+    /// Calls waiting for a reply on the connection of the moment.
+    pub fn pending_calls(&self) -> usize {
+        self.conn().map(|c| c.pending.len()).unwrap_or(0)
+    }
+
+    /// Replies that arrived after their caller gave up (or for no call):
+    /// dropped, never fatal to the session.
+    pub fn late_replies(&self) -> u64 {
+        self.conn().map(|c| c.pending.late()).unwrap_or(0)
+    }
+
+    /// Closes the session gracefully: replies to calls already read still
+    /// go out, within the session's wait time. A dialed session stops
+    /// redialing.
+    pub fn close(&self) {
+        match &self.link {
+            Link::Conn(conn) => conn.session.close(),
+            Link::Redial(redial) => {
+                if let Some(client) = redial.client() {
+                    client.close();
+                }
+                if let Some(conn) = redial.current() {
+                    conn.session.close();
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.link {
+            Link::Conn(conn) => f.debug_tuple("Session").field(&conn.session).finish(),
+            Link::Redial(redial) => f
+                .debug_struct("Session")
+                .field("target", &redial.target)
+                .field("current", &redial.current().map(|c| c.session.id()))
+                .finish(),
+        }
+    }
+}
