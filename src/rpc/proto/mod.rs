@@ -65,6 +65,8 @@ use crate::codec::PacketTooLarge;
 
 mod error;
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod tests;
 
 pub use self::error::ProtoError;
