@@ -201,15 +201,9 @@ impl Service<Call> for Channel {
             }
             self.reserved = None;
         }
-        let conn = self.session.conn()?;
-        match conn.session.poll_reserve(cx) {
-            Poll::Ready(Ok(permit)) => {
-                self.reserved = Some((conn, permit));
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Err(conn.closed())),
-            Poll::Pending => Poll::Pending,
-        }
+        self.session.poll_reserve(cx).map_ok(|reserved| {
+            self.reserved = Some(reserved);
+        })
     }
 
     fn call(&mut self, call: Call) -> Self::Future {

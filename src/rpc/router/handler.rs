@@ -191,11 +191,12 @@ where
                 session,
                 mut message,
             } = inbound;
-            let codecs = match session.conn() {
-                Ok(conn) => conn.peer.codecs.clone(),
+            let (codecs, conn_default) = match session.conn() {
+                Ok(conn) => (conn.peer.codecs.clone(), conn.peer.default_codec),
                 Err(_) => return Ok(None),
             };
-            let shape = ReplyShape::of(&message, &codecs);
+            let mut shape = ReplyShape::of(&message, &codecs);
+            shape.default_codec = conn_default;
             let body = std::mem::take(&mut message.body);
             let ctx = CallCtx::take(session, &mut message);
             let arg = match A::from_body(message.body_codec, body, &codecs) {

@@ -8,6 +8,7 @@ mod pending;
 use std::{
     fmt,
     sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -19,7 +20,7 @@ use crate::{
         codec::{FromBody, IntoBody},
         Message, Status,
     },
-    Addr, Client,
+    Addr, Client, SendPermit,
 };
 
 /// One RPC connection: call the peer on the other end and push to it
@@ -59,6 +60,8 @@ pub(crate) struct Redial {
     pub(crate) current: Mutex<Option<Arc<Conn>>>,
     pub(crate) client: Mutex<Option<Client<Message>>>,
     pub(crate) target: String,
+    /// Tasks waiting for the next connection (a `Channel`'s `poll_ready`).
+    waiting: Mutex<Vec<Waker>>,
 }
 
 impl Redial {
@@ -67,6 +70,7 @@ impl Redial {
             current: Mutex::new(None),
             client: Mutex::new(None),
             target,
+            waiting: Mutex::new(Vec::new()),
         }
     }
 
@@ -78,7 +82,25 @@ impl Redial {
     }
 
     pub(crate) fn set_current(&self, conn: Option<Arc<Conn>>) {
+        let connected = conn.is_some();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        if connected {
+            let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            waiting.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// Whether it has given up: closed, or out of redials.
+    fn gave_up(&self) -> bool {
+        self.client().is_some_and(|c| c.is_closed())
+    }
+
+    /// Wakes `cx` when the next connection is up.
+    fn wait_for_connection(&self, cx: &mut Context<'_>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.push(cx.waker().clone());
+        }
     }
 
     /// Clears the current connection if it is still `conn`.
@@ -120,6 +142,48 @@ impl Session {
                     format!("not connected to {} (redialing)", redial.target),
                 )
             }),
+        }
+    }
+
+    /// The connection of the moment with room for one message in its
+    /// queue: `Pending` while a redialing session has no connection up (or
+    /// its connection is closing), woken when the next one is up; an error
+    /// once there will be none.
+    pub(crate) fn poll_reserve(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Arc<Conn>, SendPermit<Message>), Status>> {
+        let redial = match &self.link {
+            Link::Conn(conn) => {
+                return match conn.session.poll_reserve(cx) {
+                    Poll::Ready(Ok(permit)) => Poll::Ready(Ok((Arc::clone(conn), permit))),
+                    Poll::Ready(Err(_)) => Poll::Ready(Err(conn.closed())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Link::Redial(redial) => redial,
+        };
+        if let Some(conn) = redial.current() {
+            match conn.session.poll_reserve(cx) {
+                Poll::Ready(Ok(permit)) => return Poll::Ready(Ok((conn, permit))),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => {}
+            }
+        }
+        if redial.gave_up() {
+            return Poll::Ready(Err(Status::framework_with(
+                Status::CODE_CONN_CLOSED,
+                format!("gave up redialing {}", redial.target),
+            )));
+        }
+        redial.wait_for_connection(cx);
+        // The connection may have come up between the look and the wait.
+        match redial.current() {
+            Some(conn) if !conn.session.is_closed() => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            _ => Poll::Pending,
         }
     }
 
