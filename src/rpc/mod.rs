@@ -9,7 +9,7 @@ pub mod codec;
 mod escape;
 mod message;
 mod meta;
-mod proto;
+pub mod proto;
 mod status;
 pub mod xfer;
 
