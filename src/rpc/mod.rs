@@ -11,7 +11,7 @@ mod escape;
 mod message;
 mod meta;
 mod peer;
-mod proto;
+pub mod proto;
 pub mod router;
 mod session;
 mod status;

@@ -118,6 +118,13 @@ impl RawProto {
 
     /// The protocol with these filters and a frame limit of `max_len`
     /// bytes (at most `u32::MAX` counts: the size field is a `u32`).
+    ///
+    /// ```
+    /// use getty::rpc::{xfer::XferFilters, RawProto};
+    /// let proto = RawProto::new(XferFilters::new(), 4 << 20);
+    /// assert_eq!(proto.max_len(), 4 << 20);
+    /// assert_eq!(RawProto::default().max_len(), RawProto::DEFAULT_MAX_LEN);
+    /// ```
     pub fn new(filters: XferFilters, max_len: usize) -> RawProto {
         RawProto {
             filters,

@@ -77,7 +77,41 @@ impl fmt::Debug for XferPipe {
     }
 }
 
-/// A transfer filter (erpc's `xfer.XferFilter`).
+/// A transfer filter (erpc's `xfer.XferFilter`), registered in
+/// [`XferFilters`] under its id.
+///
+/// ```
+/// use bytes::Bytes;
+/// use getty::rpc::xfer::{XferFilter, XferFilters};
+/// use getty::rpc::XferPipe;
+/// use getty::BoxError;
+///
+/// /// Flips every bit (an illustration, not a cipher), under id `x`.
+/// struct Flip;
+///
+/// impl XferFilter for Flip {
+///     fn id(&self) -> u8 { b'x' }
+///     fn name(&self) -> &'static str { "flip" }
+///     fn on_pack(&self, payload: Bytes) -> Result<Bytes, BoxError> {
+///         Ok(payload.iter().map(|b| !b).collect::<Vec<u8>>().into())
+///     }
+///     fn on_unpack(&self, payload: Bytes, max_len: usize) -> Result<Bytes, BoxError> {
+///         // Same length out as in: within the limit whenever the input is.
+///         if payload.len() > max_len {
+///             return Err("too long".into());
+///         }
+///         self.on_pack(payload)
+///     }
+/// }
+///
+/// let mut filters = XferFilters::new();
+/// filters.register(Flip);
+/// let pipe: XferPipe = [b'x'].into_iter().collect();
+/// let packed = filters.pack(&pipe, Bytes::from_static(b"\x00\xff"))?;
+/// assert_eq!(&packed[..], b"\xff\x00");
+/// assert_eq!(&filters.unpack(&pipe, packed, 16)?[..], b"\x00\xff");
+/// # Ok::<(), BoxError>(())
+/// ```
 pub trait XferFilter: Send + Sync + 'static {
     /// The id it travels under.
     fn id(&self) -> u8;
