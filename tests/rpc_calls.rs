@@ -105,7 +105,13 @@ async fn each_body_codec_carries_its_own_kind_of_value() {
         .unwrap();
     assert_eq!(swapped, Pair { a: 2, b: 1 });
     let text: String = session
-        .call("/login", Login { user: "bo b".into(), age: 7 })
+        .call(
+            "/login",
+            Login {
+                user: "bo b".into(),
+                age: 7,
+            },
+        )
         .codec(CodecId::FORM)
         .accept_codec(CodecId::JSON)
         .await
@@ -114,7 +120,13 @@ async fn each_body_codec_carries_its_own_kind_of_value() {
     // A form can only carry a struct or map: without asking for another
     // codec, the reply is in the call's, and a string cannot be one (erpc too).
     let err = session
-        .call::<_, String>("/login", Login { user: "c".into(), age: 1 })
+        .call::<_, String>(
+            "/login",
+            Login {
+                user: "c".into(),
+                age: 1,
+            },
+        )
         .codec(CodecId::FORM)
         .await
         .unwrap_err();
@@ -127,14 +139,20 @@ async fn a_raw_echo_answers_in_the_calls_codec_unless_the_caller_asks_for_anothe
     let session = client(&addr).await;
     let call = Message::new(MessageType::Call, 0, "/echo").with_body(CodecId::PLAIN, "abc");
     let reply = session.call_message(call, None).await.unwrap();
-    assert_eq!((reply.body_codec, &reply.body[..]), (CodecId::PLAIN, &b"abc"[..]));
+    assert_eq!(
+        (reply.body_codec, &reply.body[..]),
+        (CodecId::PLAIN, &b"abc"[..])
+    );
     assert_eq!(reply.mtype, MessageType::Reply);
     assert!(reply.service_method.is_empty());
 
     let mut call = Message::new(MessageType::Call, 0, "/greet").with_body(CodecId::JSON, "\"cy\"");
     call.meta.set("X-Accept-Body-Codec", "115");
     let reply = session.call_message(call, None).await.unwrap();
-    assert_eq!((reply.body_codec, &reply.body[..]), (CodecId::PLAIN, &b"hello cy"[..]));
+    assert_eq!(
+        (reply.body_codec, &reply.body[..]),
+        (CodecId::PLAIN, &b"hello cy"[..])
+    );
 }
 
 #[tokio::test]
@@ -160,7 +178,10 @@ async fn a_call_through_gzip_and_md5_gets_its_reply_through_the_same_filters() {
 async fn a_body_that_does_not_decode_is_answered_400_and_the_session_carries_on() {
     let (_server, addr) = serve(router()).await;
     let session = client(&addr).await;
-    let err = session.call::<_, i64>("/add", "not a pair").await.unwrap_err();
+    let err = session
+        .call::<_, i64>("/add", "not a pair")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Status::CODE_BAD_MESSAGE);
     let call = Message::new(MessageType::Call, 0, "/add").with_body(CodecId(122), "[1,2]");
     let reply = session.call_message(call, None).await.unwrap();
@@ -181,7 +202,11 @@ async fn unknown_calls_and_pushes_go_to_their_handlers_when_set() {
         }
     };
     let unknown_call = |ctx: CallCtx, body: Raw| async move {
-        Ok::<_, Status>(format!("{} got {} bytes", ctx.service_method(), body.0.len()))
+        Ok::<_, Status>(format!(
+            "{} got {} bytes",
+            ctx.service_method(),
+            body.0.len()
+        ))
     };
     let (_server, addr) = serve(
         router()
@@ -205,17 +230,26 @@ async fn a_groups_layer_applies_to_its_routes_only() {
     #[derive(Clone)]
     struct Deny;
     impl<S> tower::Layer<S> for Deny {
-        type Service = tower::util::BoxCloneSyncService<getty::rpc::Inbound, Option<Message>, getty::BoxError>;
+        type Service =
+            tower::util::BoxCloneSyncService<getty::rpc::Inbound, Option<Message>, getty::BoxError>;
         fn layer(&self, _: S) -> Self::Service {
-            tower::util::BoxCloneSyncService::new(tower::service_fn(|_: getty::rpc::Inbound| async {
-                Err::<Option<Message>, getty::BoxError>(Box::new(Status::new(1403, "members only")))
-            }))
+            tower::util::BoxCloneSyncService::new(tower::service_fn(
+                |_: getty::rpc::Inbound| async {
+                    Err::<Option<Message>, getty::BoxError>(Box::new(Status::new(
+                        1403,
+                        "members only",
+                    )))
+                },
+            ))
         }
     }
     let admin = Router::new().call("/stats", greet).layer(Deny);
     let (_server, addr) = serve(router().nest("/admin", admin)).await;
     let session = client(&addr).await;
-    let err = session.call::<_, String>("/admin/stats", "x").await.unwrap_err();
+    let err = session
+        .call::<_, String>("/admin/stats", "x")
+        .await
+        .unwrap_err();
     assert_eq!((err.code(), err.msg()), (1403, "members only"));
     let ok: String = session.call("/greet", "x").await.unwrap();
     assert_eq!(ok, "hello x");
@@ -278,7 +312,12 @@ async fn a_frame_of_unknown_type_closes_only_its_own_session() {
 #[tokio::test]
 async fn graceful_shutdown_lets_calls_in_flight_finish_and_their_replies_go_out() {
     let (server, addr) = serve(router()).await;
-    let session = Peer::builder().redial_times(Some(0)).build().dial(&addr).await.unwrap();
+    let session = Peer::builder()
+        .redial_times(Some(0))
+        .build()
+        .dial(&addr)
+        .await
+        .unwrap();
     let slow = session.call::<_, u64>("/sleep", 400u64);
     let slow = tokio::spawn(async move { slow.await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -296,7 +335,10 @@ async fn graceful_shutdown_lets_calls_in_flight_finish_and_their_replies_go_out(
         .unwrap()
         .unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 1);
-    assert!(TcpStream::connect(&addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(&addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[tokio::test]

@@ -85,7 +85,8 @@ impl Redial {
         let connected = conn.is_some();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
         if connected {
-            let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            let waiting =
+                std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
             waiting.into_iter().for_each(Waker::wake);
         }
     }
