@@ -7,7 +7,6 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -16,13 +15,10 @@ use bytes::Bytes;
 use tower::Service;
 
 pub use self::balance::Balanced;
-use crate::{
-    rpc::{
-        codec::{CodecId, Codecs, FromBody, IntoBody},
-        session::Conn,
-        Message, MessageType, Meta, Session, Status, XferPipe,
-    },
-    SendPermit,
+use crate::rpc::{
+    codec::{CodecId, Codecs, FromBody, IntoBody},
+    session::Reserved,
+    Message, MessageType, Meta, Session, Status, XferPipe,
 };
 
 /// A call as a tower request: a service method and an encoded body, with
@@ -121,7 +117,7 @@ pub fn decode_reply<R: FromBody>(reply: Message, codecs: &Codecs) -> Result<R, S
 /// ```no_run
 /// use getty::rpc::{codec::CodecId, Call, Channel, Peer};
 /// use std::time::Duration;
-/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// # async fn demo(peer: Peer) -> Result<(), getty::BoxError> {
 /// let session = peer.dial("127.0.0.1:9090").await?;
@@ -136,7 +132,7 @@ pub fn decode_reply<R: FromBody>(reply: Message, codecs: &Codecs) -> Result<R, S
 pub struct Channel {
     session: Session,
     timeout: Option<Duration>,
-    reserved: Option<(Arc<Conn>, SendPermit<Message>)>,
+    reserved: Option<Reserved>,
 }
 
 impl fmt::Debug for Channel {

@@ -55,6 +55,9 @@ enum Link {
     Redial(Arc<Redial>),
 }
 
+/// A connection and a place held in its outbound queue.
+pub(crate) type Reserved = (Arc<Conn>, SendPermit<Message>);
+
 /// A dialed session's current connection, replaced on each redial.
 pub(crate) struct Redial {
     pub(crate) current: Mutex<Option<Arc<Conn>>>,
@@ -153,7 +156,7 @@ impl Session {
     pub(crate) fn poll_reserve(
         &self,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(Arc<Conn>, SendPermit<Message>), Status>> {
+    ) -> Poll<Result<Reserved, Status>> {
         let redial = match &self.link {
             Link::Conn(conn) => {
                 return match conn.session.poll_reserve(cx) {
