@@ -153,10 +153,7 @@ impl Session {
     /// queue: `Pending` while a redialing session has no connection up (or
     /// its connection is closing), woken when the next one is up; an error
     /// once there will be none.
-    pub(crate) fn poll_reserve(
-        &self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Reserved, Status>> {
+    pub(crate) fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<Result<Reserved, Status>> {
         let redial = match &self.link {
             Link::Conn(conn) => {
                 return match conn.session.poll_reserve(cx) {
