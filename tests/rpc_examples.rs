@@ -350,3 +350,37 @@ async fn rpc_server_over_websocket_answers_a_peer_dialing_ws_at_root() {
     assert_eq!(err.code(), Status::CODE_NOT_FOUND);
     peer.shutdown(Duration::from_secs(1)).await;
 }
+
+// Bugs in src/rpc found while writing the examples, each with its test.
+
+/// `redial_times(Some(0))` means "never redial" (erpc's `RedialTimes` 0):
+/// a dialed session whose connection the server closes stays down. Before
+/// the fix, the core client reconnected after every session that had
+/// started (it counts only failed connects), so it redialed forever.
+#[tokio::test]
+async fn a_session_dialed_with_redial_times_0_does_not_redial_after_the_server_closes_it() {
+    async fn bye(ctx: getty::rpc::CallCtx, _: ()) -> Result<String, Status> {
+        // Graceful: the reply goes out, then the session closes.
+        ctx.session().close();
+        Ok("bye".to_owned())
+    }
+    let server = Peer::builder()
+        .router(getty::rpc::Router::new().call("/bye", bye))
+        .build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap().local_addr();
+    let client = Peer::builder()
+        .redial_times(Some(0))
+        .redial_interval(Duration::from_millis(20))
+        .build();
+    let session = client.dial(addr.to_string()).await.unwrap();
+    let reply: String = session.call("/bye", ()).await.unwrap();
+    assert_eq!(reply, "bye");
+    // 50 redial intervals: a redial, if any, has long happened.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!session.is_healthy(), "the session redialed");
+    assert_eq!(server.session_count(), 0, "the server accepted a redial");
+    let err = session.call::<_, String>("/bye", ()).await.unwrap_err();
+    assert_eq!(err.code(), Status::CODE_CONN_CLOSED, "{err}");
+    client.shutdown(Duration::from_secs(1)).await;
+    server.shutdown(Duration::from_secs(1)).await;
+}

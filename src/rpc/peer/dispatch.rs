@@ -88,6 +88,14 @@ impl Dispatch {
         self.conn.peer.forget(self.conn.session.id());
         if let Some(redial) = &self.redial {
             redial.clear_if(&self.conn);
+            // The core client reconnects after every session that started
+            // (its attempt limit counts failed connects only); "never
+            // redial" has to stop it here.
+            if self.conn.peer.redial_times == Some(0) {
+                if let Some(client) = redial.client() {
+                    client.close();
+                }
+            }
         }
     }
 }
