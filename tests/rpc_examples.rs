@@ -384,3 +384,58 @@ async fn a_session_dialed_with_redial_times_0_does_not_redial_after_the_server_c
     client.shutdown(Duration::from_secs(1)).await;
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A message the encoder would refuse (a service method over 255 bytes, an
+/// unregistered filter, a frame over the limit) fails alone, as in erpc: a
+/// call gets 104 Write Failed, a reply is replaced by a 500. Before the
+/// fix, the encoder's error ended the whole session and every call
+/// waiting on it.
+#[tokio::test]
+async fn an_unwritable_message_fails_alone_and_the_session_carries_on() {
+    use getty::rpc::{codec::Raw, CallCtx};
+    async fn echo(_: CallCtx, arg: Raw) -> Result<Raw, Status> {
+        Ok(arg)
+    }
+    async fn big(_: CallCtx, _: ()) -> Result<Raw, Status> {
+        // Over the default frame limit of 1 MiB.
+        Ok(Raw(vec![b'x'; 2 << 20].into()))
+    }
+    let server = Peer::builder()
+        .router(
+            getty::rpc::Router::new()
+                .call("/echo", echo)
+                .call("/big", big),
+        )
+        .build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap().local_addr();
+    let client = Peer::builder().redial_times(Some(0)).build();
+    let session = client.dial(addr.to_string()).await.unwrap();
+
+    let long = format!("/{}", "x".repeat(300));
+    let err = session.call::<_, String>(long, "a").await.unwrap_err();
+    assert_eq!(err.code(), Status::CODE_WRITE_FAILED, "{err}");
+    let err = session
+        .call::<_, String>("/echo", "a")
+        .xfer(b'z')
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Status::CODE_WRITE_FAILED, "{err}");
+    let body = Raw(vec![b'y'; 2 << 20].into());
+    let err = session.call::<_, Raw>("/echo", body).await.unwrap_err();
+    assert_eq!(err.code(), Status::CODE_WRITE_FAILED, "{err}");
+    let err = session.push("/echo", "a").xfer(b'z').await.unwrap_err();
+    assert_eq!(err.code(), Status::CODE_WRITE_FAILED, "{err}");
+
+    let err = session.call::<_, Raw>("/big", ()).await.unwrap_err();
+    assert_eq!(err.code(), Status::CODE_INTERNAL_SERVER_ERROR, "{err}");
+    assert!(
+        err.cause().is_some_and(|c| c.contains("cannot be written")),
+        "{err}"
+    );
+
+    let reply: String = session.call("/echo", "still here").await.unwrap();
+    assert_eq!(reply, "still here");
+    assert!(session.is_healthy());
+    client.shutdown(Duration::from_secs(1)).await;
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -16,7 +16,7 @@ use crate::{
     rpc::{
         router::Inbound,
         session::{Conn, Redial},
-        Message, MessageType, Session,
+        Message, MessageType, Session, Status, XferPipe,
     },
     Event, Request,
 };
@@ -57,10 +57,18 @@ impl Dispatch {
                 Box::pin(ready(Ok(None)))
             }
             MessageType::Call | MessageType::Push => match self.conn.peer.router.route(&msg) {
-                Some(route) => Box::pin(route.oneshot(Inbound {
-                    session: self.session(),
-                    message: msg,
-                })),
+                Some(route) => {
+                    let conn = Arc::clone(&self.conn);
+                    let call_pipe = msg.xfer_pipe.clone();
+                    let reply = route.oneshot(Inbound {
+                        session: self.session(),
+                        message: msg,
+                    });
+                    Box::pin(async move {
+                        let reply = reply.await?;
+                        Ok(reply.map(|reply| writable(&conn, reply, call_pipe)))
+                    })
+                }
                 None => {
                     tracing::warn!(
                         service_method = %msg.service_method,
@@ -96,6 +104,28 @@ impl Dispatch {
                     client.close();
                 }
             }
+        }
+    }
+}
+
+/// `reply` if the session's encoder will write it, else a 500 in its
+/// place (erpc's answer to a reply it fails to write): the encoder's
+/// refusal would end the session.
+fn writable(conn: &Conn, reply: Message, call_pipe: XferPipe) -> Message {
+    match conn.check_writable(&reply) {
+        Ok(()) => reply,
+        Err(status) => {
+            let cause = format!(
+                "the reply cannot be written: {}",
+                status.cause().unwrap_or_default()
+            );
+            tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
+            Message::new(MessageType::Reply, reply.seq, "")
+                .with_status(Status::framework_with(
+                    Status::CODE_INTERNAL_SERVER_ERROR,
+                    cause,
+                ))
+                .with_xfer_pipe(call_pipe)
         }
     }
 }
