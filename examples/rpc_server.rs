@@ -17,14 +17,16 @@
 //!   that an empty one is `/`, and the mixer's own tests and README serve it
 //!   at `/`. A Go client therefore dials with `ws.NewClient("/", cfg)` and,
 //!   because the mixer wraps JSON frames unless told otherwise,
-//!   `Dial(addr, rawproto.NewRawProtoFunc())` (erpc's `proto/rawproto`).
+//!   `Dial(addr, rawproto.NewRawProtoFunc())` (erpc's `proto/rawproto`);
+//!   this pairing follows from the mixer's source and has not been run
+//!   against Go here.
 //! - `--threads N`: tokio worker threads (default: one per core).
 //!
 //! Routes:
 //!
 //! | route | kind | answer |
 //! |---|---|---|
-//! | `/home/echo` | call | its argument unchanged, in the call's codec (any codec) |
+//! | `/home/echo` | call | its argument's bytes unchanged, under the call's codec byte (or the one its `X-Accept-Body-Codec` asks for) |
 //! | `/home/fail` | call | status code 1234, msg `home fail` |
 //! | `/home/push_me` | call | pushes `/push/hello` json `{"hello":"world"}` to the caller, then replies `"pushed"` |
 //! | `/heartbeat` | call | OK with json `null` (erpc's heartbeat pong) |
