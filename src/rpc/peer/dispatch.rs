@@ -16,7 +16,7 @@ use crate::{
     rpc::{
         router::Inbound,
         session::{Conn, Redial},
-        Message, MessageType, Session,
+        Message, MessageType, Session, Status, XferPipe,
     },
     Event, Request,
 };
@@ -57,10 +57,18 @@ impl Dispatch {
                 Box::pin(ready(Ok(None)))
             }
             MessageType::Call | MessageType::Push => match self.conn.peer.router.route(&msg) {
-                Some(route) => Box::pin(route.oneshot(Inbound {
-                    session: self.session(),
-                    message: msg,
-                })),
+                Some(route) => {
+                    let conn = Arc::clone(&self.conn);
+                    let call_pipe = msg.xfer_pipe.clone();
+                    let reply = route.oneshot(Inbound {
+                        session: self.session(),
+                        message: msg,
+                    });
+                    Box::pin(async move {
+                        let reply = reply.await?;
+                        Ok(reply.map(|reply| writable(&conn, reply, call_pipe)))
+                    })
+                }
                 None => {
                     tracing::warn!(
                         service_method = %msg.service_method,
@@ -88,6 +96,36 @@ impl Dispatch {
         self.conn.peer.forget(self.conn.session.id());
         if let Some(redial) = &self.redial {
             redial.clear_if(&self.conn);
+            // The core client reconnects after every session that started
+            // (its attempt limit counts failed connects only); "never
+            // redial" has to stop it here.
+            if self.conn.peer.redial_times == Some(0) {
+                if let Some(client) = redial.client() {
+                    client.close();
+                }
+            }
+        }
+    }
+}
+
+/// `reply` if the session's encoder will write it, else a 500 in its
+/// place (erpc's answer to a reply it fails to write): the encoder's
+/// refusal would end the session.
+fn writable(conn: &Conn, reply: Message, call_pipe: XferPipe) -> Message {
+    match conn.check_writable(&reply) {
+        Ok(()) => reply,
+        Err(status) => {
+            let cause = format!(
+                "the reply cannot be written: {}",
+                status.cause().unwrap_or_default()
+            );
+            tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
+            Message::new(MessageType::Reply, reply.seq, "")
+                .with_status(Status::framework_with(
+                    Status::CODE_INTERNAL_SERVER_ERROR,
+                    cause,
+                ))
+                .with_xfer_pipe(call_pipe)
         }
     }
 }

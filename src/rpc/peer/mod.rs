@@ -39,7 +39,7 @@ pub(crate) struct PeerShared {
     pub(crate) call_timeout: Option<Duration>,
     session_config: SessionConfig,
     session_layers: Vec<SessionLayerFn>,
-    redial_times: Option<u32>,
+    pub(crate) redial_times: Option<u32>,
     redial_interval: Duration,
     dial_timeout: Duration,
     sessions: Mutex<HashMap<u64, Session>>,

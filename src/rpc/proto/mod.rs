@@ -227,6 +227,76 @@ impl RawProto {
     }
 }
 
+/// Checks, before `msg` is queued, that [`RawProto`] with these filters
+/// and limit will encode it. The encoder's refusal ends the whole session
+/// (every call waiting on it fails), where erpc refuses only the one
+/// message and its caller gets 104 Write Failed. Exact for a message
+/// without filters; with filters the frame's size is known only once
+/// packed, so only its fields are checked here.
+pub(crate) fn check_writable(
+    msg: &Message,
+    filters: &XferFilters,
+    max_len: usize,
+) -> Result<(), String> {
+    let ids = msg.xfer_pipe.ids();
+    if ids.len() > usize::from(u8::MAX) {
+        return Err(ProtoError::TooManyXferFilters(ids.len()).to_string());
+    }
+    if let Some(&id) = ids.iter().find(|id| !filters.contains(**id)) {
+        return Err(ProtoError::UnknownXferFilter(id).to_string());
+    }
+    let method = msg.service_method.len();
+    if method > usize::from(u8::MAX) {
+        return Err(ProtoError::ServiceMethodTooLong(method).to_string());
+    }
+    // The common case, an OK status and no metadata, without encoding.
+    let (status, meta) = if msg.status == Status::OK && msg.meta.is_empty() {
+        (b"code=0".len(), 0)
+    } else {
+        let mut scratch = BytesMut::new();
+        msg.status.encode(&mut scratch);
+        let status = scratch.len();
+        scratch.clear();
+        msg.meta.encode(&mut scratch);
+        (status, scratch.len())
+    };
+    if status > usize::from(u16::MAX) {
+        return Err(ProtoError::StatusTooLong(status).to_string());
+    }
+    if meta > usize::from(u16::MAX) {
+        return Err(ProtoError::MetaTooLong(meta).to_string());
+    }
+    if ids.is_empty() {
+        let size = HEAD
+            + 1
+            + seq_text_len(msg.seq)
+            + 1
+            + 1
+            + method
+            + 2
+            + status
+            + 2
+            + meta
+            + 1
+            + msg.body.len();
+        if size > max_len {
+            return Err(PacketTooLarge::new(size as u64, max_len).to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The length of the seq's base-36 text, sign included.
+fn seq_text_len(seq: i32) -> usize {
+    let mut n = seq.unsigned_abs();
+    let mut len = usize::from(seq < 0) + 1;
+    while n >= 36 {
+        n /= 36;
+        len += 1;
+    }
+    len
+}
+
 impl Default for RawProto {
     /// No filters and erpc's default limit of 1 GiB.
     fn default() -> RawProto {

@@ -133,3 +133,46 @@ fn an_unknown_filter_is_refused_on_encode() {
     let err = encode(&mut p, msg).unwrap_err();
     assert_eq!(err.to_string(), "raw proto: unknown transfer filter id 'g'");
 }
+
+/// `check_writable` says yes exactly when the encoder writes the frame.
+#[test]
+fn check_writable_agrees_with_the_encoder() {
+    let filters = proto().filters().clone();
+    let mut meta = Meta::new();
+    meta.add("k", "v w");
+    let shapes = [
+        Message::new(MessageType::Call, 1, "/home/echo"),
+        Message::new(MessageType::Reply, i32::MIN, "").with_status(Status::new(1234, "a b")),
+        Message::new(MessageType::Push, 35, "/p").with_meta(meta),
+        Message::new(MessageType::Call, 36, "/home/echo").with_status(Status::OK.with_cause("c")),
+    ];
+    for shape in shapes {
+        for body in 0..64 {
+            let msg = shape.clone().with_body(CodecId::PLAIN, vec![b'x'; body]);
+            for max_len in 30..100 {
+                let mut p = RawProto::new(filters.clone(), max_len);
+                let encoded = encode(&mut p, msg.clone()).is_ok();
+                let checked = check_writable(&msg, &filters, max_len);
+                assert_eq!(
+                    checked.is_ok(),
+                    encoded,
+                    "{msg:?} max {max_len}: {checked:?}"
+                );
+            }
+        }
+    }
+    let big = 1 << 20;
+    let long = Message::new(MessageType::Call, 1, "/".repeat(256));
+    assert!(check_writable(&long, &filters, big)
+        .unwrap_err()
+        .contains("longer than 255"));
+    let unknown = full().with_xfer_pipe([b'z'].into_iter().collect());
+    assert!(check_writable(&unknown, &filters, big)
+        .unwrap_err()
+        .contains("'z'"));
+    let mut meta = Meta::new();
+    meta.add("k", " ".repeat(30_000));
+    let huge_meta = full().with_meta(meta);
+    assert!(check_writable(&huge_meta, &filters, big).is_err());
+    assert!(encode(&mut proto(), huge_meta).is_err());
+}

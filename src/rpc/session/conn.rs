@@ -87,6 +87,7 @@ impl Conn {
         mut msg: Message,
     ) -> Result<Message, Status> {
         msg.seq = self.next_seq();
+        self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq)?;
         let mut waiting = Waiting {
             pending: &self.pending,
@@ -106,7 +107,15 @@ impl Conn {
     pub(crate) async fn push(&self, mut msg: Message) -> Result<(), Status> {
         let permit = self.session.reserve().await.map_err(|_| self.closed())?;
         msg.seq = self.next_seq();
+        self.check_writable(&msg)?;
         permit.send(msg).map_err(|_| self.closed())
+    }
+
+    /// 104 Write Failed for a message the session's encoder would refuse
+    /// (its refusal would end the session and every call waiting on it).
+    pub(crate) fn check_writable(&self, msg: &Message) -> Result<(), Status> {
+        crate::rpc::proto::check_writable(msg, &self.peer.filters, self.session.max_packet_len())
+            .map_err(|cause| Status::framework_with(Status::CODE_WRITE_FAILED, cause))
     }
 
     /// Ends every waiting call (the connection closed).

@@ -115,7 +115,7 @@ impl Redial {
         }
     }
 
-    fn client(&self) -> Option<Client<Message>> {
+    pub(crate) fn client(&self) -> Option<Client<Message>> {
         self.client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
