@@ -52,7 +52,9 @@
 //! | `NewTCPClient`, `WithConnectionNumber`, `WithReconnectInterval` | [`Client::builder`] |
 //!
 //! For gtcp's plain package API (`SendPkg` / `RecvPkg` on a connection
-//! object, no events), see [`pkg`].
+//! object, no events), see [`pkg`]; for teleport's RPC peer (erpc v6's wire
+//! format: calls, pushes, a router, codecs, filters, plugins), see `rpc`
+//! (cargo feature `rpc`, on by default).
 #![warn(
     missing_docs,
     missing_debug_implementations,
