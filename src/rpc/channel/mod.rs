@@ -121,7 +121,7 @@ pub fn decode_reply<R: FromBody>(reply: Message, codecs: &Codecs) -> Result<R, S
 /// ```no_run
 /// use getty::rpc::{codec::CodecId, Call, Channel, Peer};
 /// use std::time::Duration;
-/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// # async fn demo(peer: Peer) -> Result<(), getty::BoxError> {
 /// let session = peer.dial("127.0.0.1:9090").await?;

@@ -85,7 +85,7 @@ impl PeerShared {
 /// let peer = Peer::builder()
 ///     .router(Router::new())
 ///     .xfer_filter(Gzip::new(5))
-///     .xfer_filter(Md5)
+///     .xfer_filter(Md5::new())
 ///     .default_codec(CodecId::JSON)
 ///     .call_timeout(Some(Duration::from_secs(5)))
 ///     .build();
