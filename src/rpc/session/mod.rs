@@ -3,6 +3,7 @@
 
 mod call;
 mod conn;
+mod handshake;
 mod pending;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 pub(crate) use self::call::ACCEPT_BODY_CODEC;
 pub use self::call::{CallBuilder, PushBuilder};
 pub(crate) use self::conn::Conn;
+use self::handshake::{handshaken, HandshakeState};
 use crate::{
     rpc::{
         codec::{FromBody, IntoBody},
@@ -59,6 +61,9 @@ pub(crate) struct Redial {
     pub(crate) current: Mutex<Option<Arc<Conn>>>,
     pub(crate) client: Mutex<Option<Client<Message>>>,
     pub(crate) target: String,
+    /// The handshake of the connection opened last, kept after it closes so
+    /// the dialer learns why it failed.
+    handshake: Mutex<Option<tokio::sync::watch::Receiver<HandshakeState>>>,
 }
 
 impl Redial {
@@ -67,6 +72,7 @@ impl Redial {
             current: Mutex::new(None),
             client: Mutex::new(None),
             target,
+            handshake: Mutex::new(None),
         }
     }
 
@@ -78,7 +84,28 @@ impl Redial {
     }
 
     pub(crate) fn set_current(&self, conn: Option<Arc<Conn>>) {
+        if let Some(conn) = &conn {
+            *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(conn.handshake.watch());
+        }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// Waits, at most `limit`, until the handshake of the connection opened
+    /// last is over (at once when no plugin talks first).
+    ///
+    /// # Errors
+    /// The status the handshake failed with (an auth refusal's, say).
+    pub(crate) async fn handshaken(&self, limit: Duration) -> Result<(), Status> {
+        let rx = self
+            .handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match rx {
+            Some(rx) => handshaken(rx, limit).await,
+            None => Ok(()),
+        }
     }
 
     /// Clears the current connection if it is still `conn`.
@@ -108,6 +135,25 @@ impl Session {
         Session {
             link: Link::Redial(redial),
         }
+    }
+
+    /// The RPC session over a core session of a [`Peer`](super::Peer), for
+    /// session layers (see [`PeerBuilder::session_layer`](super::PeerBuilder::session_layer))
+    /// that call or push; `None` for a core session no peer runs, or once
+    /// its stack is gone.
+    ///
+    /// ```
+    /// use getty::{rpc::{Message, Session}, Event, Request};
+    ///
+    /// fn on_event(req: &Request<Message, Message>) {
+    ///     if let (Event::Open, Some(rpc)) = (&req.event, Session::of(&req.session)) {
+    ///         tracing::info!(peer = %rpc.peer_addr(), "rpc session opened");
+    ///     }
+    /// }
+    /// # let _ = on_event;
+    /// ```
+    pub fn of(session: &crate::Session<Message>) -> Option<Session> {
+        Conn::of(session).map(Session::from_conn)
     }
 
     /// The connection of the moment, or why there is none.
