@@ -61,7 +61,7 @@ async fn one_peer_serves_tcp_tls_websocket_and_unix_at_once() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("rpc.sock");
-    let unix = server.serve(Server::builder().bind_unix(&path).unwrap());
+    let _unix = server.serve(Server::builder().bind_unix(&path).unwrap());
 
     let client = Peer::builder().build();
     let sessions = [

@@ -11,6 +11,7 @@ mod escape;
 mod message;
 mod meta;
 mod peer;
+pub mod plugin;
 pub mod proto;
 pub mod router;
 mod session;

@@ -56,28 +56,31 @@ impl Dispatch {
                 }
                 Box::pin(ready(Ok(None)))
             }
-            MessageType::Call | MessageType::Push => match self.conn.peer.router.route(&msg) {
-                Some(route) => {
-                    let conn = Arc::clone(&self.conn);
-                    let call_pipe = msg.xfer_pipe.clone();
-                    let reply = route.oneshot(Inbound {
-                        session: self.session(),
-                        message: msg,
-                    });
-                    Box::pin(async move {
-                        let reply = reply.await?;
-                        Ok(reply.map(|reply| writable(&conn, reply, call_pipe)))
-                    })
+            MessageType::Call | MessageType::Push => {
+                self.conn.note_traffic(&msg);
+                match self.conn.peer.router.route(&msg) {
+                    Some(route) => {
+                        let conn = Arc::clone(&self.conn);
+                        let call_pipe = msg.xfer_pipe.clone();
+                        let reply = route.oneshot(Inbound {
+                            session: self.session(),
+                            message: msg,
+                        });
+                        Box::pin(async move {
+                            let reply = reply.await?;
+                            Ok(reply.map(|reply| writable(&conn, reply, call_pipe)))
+                        })
+                    }
+                    None => {
+                        tracing::warn!(
+                            service_method = %msg.service_method,
+                            peer = %self.conn.session.peer_addr(),
+                            "push to an unknown service method dropped"
+                        );
+                        Box::pin(ready(Ok(None)))
+                    }
                 }
-                None => {
-                    tracing::warn!(
-                        service_method = %msg.service_method,
-                        peer = %self.conn.session.peer_addr(),
-                        "push to an unknown service method dropped"
-                    );
-                    Box::pin(ready(Ok(None)))
-                }
-            },
+            }
             MessageType::AuthCall | MessageType::AuthReply => {
                 // An auth plugin in the stack takes these while it
                 // authenticates; one that reaches here came after that, or

@@ -67,6 +67,7 @@ impl PeerShared {
         redial: Option<Arc<Redial>>,
     ) -> SessionStack {
         let conn = Arc::new(Conn::new(session.clone(), Arc::clone(self)));
+        conn.attach();
         let mut stack = BoxService::new(Dispatch::new(conn, redial).map_err(|e| match e {}));
         for layer in &self.session_layers {
             stack = layer(stack);
@@ -337,10 +338,15 @@ impl Peer {
     }
 
     /// Dials a TCP address; the session redials as
-    /// [`redial_times`](PeerBuilder::redial_times) says.
+    /// [`redial_times`](PeerBuilder::redial_times) says. With a plugin that
+    /// talks first (such as [`AuthBearer`](crate::rpc::plugin::auth::AuthBearer)),
+    /// it returns once that exchange is done.
     ///
     /// # Errors
-    /// Status 105 (Dial Failed) when the first dial fails.
+    /// Status 105 (Dial Failed) when the first dial fails or its handshake
+    /// takes longer than the [dial timeout](PeerBuilder::dial_timeout); the
+    /// handshake's own status when it fails (401 when authentication is
+    /// refused).
     pub async fn dial(&self, addr: impl Into<String>) -> Result<Session, Status> {
         let addr = addr.into();
         self.dial_with(Client::builder(), Target::Tcp(addr)).await
@@ -351,7 +357,7 @@ impl Peer {
     /// session settings are replaced by the peer's.
     ///
     /// # Errors
-    /// Status 105 (Dial Failed) when the first dial fails.
+    /// As [`dial`](Peer::dial).
     pub async fn dial_with(
         &self,
         builder: ClientBuilder,
@@ -386,7 +392,14 @@ impl Peer {
             .map_err(|e| Status::framework_with(Status::CODE_DIAL_FAILED, e.to_string()))?;
         *lock(&redial.client) = Some(client.clone());
         lock(&self.shared.clients).push(client);
-        Ok(Session::from_redial(redial))
+        let session = Session::from_redial(Arc::clone(&redial));
+        // Open has passed the stack by now, so a plugin that talks first
+        // has begun its exchange: the session is not ready before its end.
+        if let Err(status) = redial.handshaken(self.shared.dial_timeout).await {
+            session.close();
+            return Err(status);
+        }
+        Ok(session)
     }
 
     /// The live session with this id (teleport's `GetSession`).

@@ -4,16 +4,21 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicI32, Ordering},
-        Arc,
+        atomic::{AtomicI32, AtomicU64, Ordering},
+        Arc, Weak,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use std::future::Future;
 
-use super::pending::{Pending, Waiting};
-use crate::rpc::{peer::PeerShared, Message, Status};
+use super::{
+    handshake::Handshake,
+    pending::{Pending, Waiting},
+};
+use crate::rpc::{
+    peer::PeerShared, plugin::heartbeat::SERVICE_METHOD as HEARTBEAT, Message, Status,
+};
 use crate::SendPermit;
 
 /// One connection of a peer: the core's session of messages, the counter
@@ -25,7 +30,18 @@ pub(crate) struct Conn {
     seq: AtomicI32,
     pub(crate) pending: Pending,
     pub(crate) peer: Arc<PeerShared>,
+    /// Whether a plugin that talks first (auth) has finished.
+    pub(crate) handshake: Handshake,
+    born: Instant,
+    /// When a CALL or PUSH other than a heartbeat last went either way, in
+    /// nanoseconds since `born`: what erpc's heartbeat plugins call traffic.
+    traffic: AtomicU64,
 }
+
+/// How a session layer finds the connection under a core session: a weak
+/// reference, so the session's attributes do not keep it alive in a cycle.
+#[derive(Clone)]
+struct ConnRef(Weak<Conn>);
 
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,7 +59,38 @@ impl Conn {
             seq: AtomicI32::new(0),
             pending: Pending::default(),
             peer,
+            handshake: Handshake::default(),
+            born: Instant::now(),
+            traffic: AtomicU64::new(0),
         }
+    }
+
+    /// Makes the connection findable from its core session (see
+    /// [`Conn::of`]).
+    pub(crate) fn attach(self: &Arc<Self>) {
+        self.session.set_attribute(ConnRef(Arc::downgrade(self)));
+    }
+
+    /// The connection under a core session of a peer, while it lives:
+    /// what the session layers of plugins use to reach the seq counter and
+    /// the waiting calls.
+    pub(crate) fn of(session: &crate::Session<Message>) -> Option<Arc<Conn>> {
+        session.attribute::<ConnRef>()?.0.upgrade()
+    }
+
+    /// Notes a CALL or PUSH going either way (heartbeats are not traffic:
+    /// they are what is sent for want of it).
+    pub(crate) fn note_traffic(&self, msg: &Message) {
+        if msg.service_method != HEARTBEAT {
+            let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.traffic.fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// When a CALL or PUSH other than a heartbeat last went either way (the
+    /// connection's creation if none did).
+    pub(crate) fn last_traffic(&self) -> Instant {
+        self.born + Duration::from_nanos(self.traffic.load(Ordering::Relaxed))
     }
 
     /// The next seq of a message this side originates; wraps through the
@@ -89,6 +136,7 @@ impl Conn {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq)?;
+        self.note_traffic(&msg);
         let mut waiting = Waiting {
             pending: &self.pending,
             seq: msg.seq,
@@ -108,6 +156,7 @@ impl Conn {
         let permit = self.session.reserve().await.map_err(|_| self.closed())?;
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
+        self.note_traffic(&msg);
         permit.send(msg).map_err(|_| self.closed())
     }
 
@@ -124,6 +173,7 @@ impl Conn {
             Some(e) => Status::framework_with(Status::CODE_CONN_CLOSED, e.to_string()),
             None => self.closed(),
         };
+        self.handshake.abandon(&status);
         self.pending.end(status);
     }
 }

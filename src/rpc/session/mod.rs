@@ -3,6 +3,7 @@
 
 mod call;
 mod conn;
+mod handshake;
 mod pending;
 
 use std::{
@@ -15,6 +16,7 @@ use std::{
 pub(crate) use self::call::ACCEPT_BODY_CODEC;
 pub use self::call::{CallBuilder, PushBuilder};
 pub(crate) use self::conn::Conn;
+use self::handshake::{handshaken, HandshakeState};
 use crate::{
     rpc::{
         codec::{FromBody, IntoBody},
@@ -65,6 +67,9 @@ pub(crate) struct Redial {
     pub(crate) target: String,
     /// Tasks waiting for the next connection (a `Channel`'s `poll_ready`).
     waiting: Mutex<Vec<Waker>>,
+    /// The handshake of the connection opened last, kept after it closes so
+    /// the dialer learns why it failed.
+    handshake: Mutex<Option<tokio::sync::watch::Receiver<HandshakeState>>>,
 }
 
 impl Redial {
@@ -74,6 +79,7 @@ impl Redial {
             client: Mutex::new(None),
             target,
             waiting: Mutex::new(Vec::new()),
+            handshake: Mutex::new(None),
         }
     }
 
@@ -86,6 +92,10 @@ impl Redial {
 
     pub(crate) fn set_current(&self, conn: Option<Arc<Conn>>) {
         let connected = conn.is_some();
+        if let Some(conn) = &conn {
+            *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(conn.handshake.watch());
+        }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
         if connected {
             let waiting =
@@ -104,6 +114,23 @@ impl Redial {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
             waiting.push(cx.waker().clone());
+        }
+    }
+
+    /// Waits, at most `limit`, until the handshake of the connection opened
+    /// last is over (at once when no plugin talks first).
+    ///
+    /// # Errors
+    /// The status the handshake failed with (an auth refusal's, say).
+    pub(crate) async fn handshaken(&self, limit: Duration) -> Result<(), Status> {
+        let rx = self
+            .handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match rx {
+            Some(rx) => handshaken(rx, limit).await,
+            None => Ok(()),
         }
     }
 
@@ -134,6 +161,25 @@ impl Session {
         Session {
             link: Link::Redial(redial),
         }
+    }
+
+    /// The RPC session over a core session of a [`Peer`](super::Peer), for
+    /// session layers (see [`PeerBuilder::session_layer`](super::PeerBuilder::session_layer))
+    /// that call or push; `None` for a core session no peer runs, or once
+    /// its stack is gone.
+    ///
+    /// ```
+    /// use getty::{rpc::{Message, Session}, Event, Request};
+    ///
+    /// fn on_event(req: &Request<Message, Message>) {
+    ///     if let (Event::Open, Some(rpc)) = (&req.event, Session::of(&req.session)) {
+    ///         tracing::info!(peer = %rpc.peer_addr(), "rpc session opened");
+    ///     }
+    /// }
+    /// # let _ = on_event;
+    /// ```
+    pub fn of(session: &crate::Session<Message>) -> Option<Session> {
+        Conn::of(session).map(Session::from_conn)
     }
 
     /// The connection of the moment, or why there is none.
