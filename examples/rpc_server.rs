@@ -29,8 +29,8 @@
 //! | `/home/echo` | call | its argument's bytes unchanged, under the call's codec byte (or the one its `X-Accept-Body-Codec` asks for) |
 //! | `/home/fail` | call | status code 1234, msg `home fail` |
 //! | `/home/push_me` | call | pushes `/push/hello` json `{"hello":"world"}` to the caller, then replies `"pushed"` |
-//! | `/heartbeat` | call | OK with json `null` (erpc's heartbeat pong) |
-//! | `/heartbeat` | push | accepted, nothing else |
+//! | `/heartbeat` | call | OK with json `null` (erpc's heartbeat pong, [`getty::rpc::plugin::heartbeat`]) |
+//! | `/heartbeat` | push | accepted; a session that announced a rate in `hb_` and then sent nothing for twice that is closed |
 //!
 //! Any other call is answered 404 Not Found, as erpc does. The transfer
 //! filters gzip (id `g`, level 5) and md5 (id `m`) are registered; a reply
@@ -46,9 +46,10 @@
 use std::{io::Write, net::SocketAddr, process::ExitCode, time::Duration};
 
 use getty::rpc::{
-    codec::{CodecId, Raw},
+    codec::Raw,
     xfer::{Gzip, Md5},
-    CallCtx, Peer, PushCtx, Reply, Router, Status,
+    plugin::heartbeat::{self, HeartbeatPong},
+    CallCtx, Peer, Router, Status,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -155,26 +156,13 @@ async fn push_me(ctx: CallCtx, _: Raw) -> Result<String, Status> {
     Ok("pushed".to_owned())
 }
 
-/// erpc's heartbeat (plugin/heartbeat's pong), written plainly: a CALL
-/// `/heartbeat` is answered OK with json `null`, a PUSH `/heartbeat` is
-/// taken and dropped. Neither tracks the `hb_` rate or times idle sessions
-/// out; a heartbeat plugin can replace this function.
-fn heartbeat_routes(router: Router) -> Router {
-    async fn call(_: CallCtx, _: Raw) -> Result<Reply<()>, Status> {
-        Ok(Reply::new(()).codec(CodecId::JSON))
-    }
-    async fn push(_: PushCtx, _: Raw) -> Result<(), Status> {
-        Ok(())
-    }
-    router.call("/heartbeat", call).push("/heartbeat", push)
-}
-
 fn router() -> Router {
     let home = Router::new()
         .call("/echo", echo)
         .call("/fail", fail)
         .call("/push_me", push_me);
-    heartbeat_routes(Router::new().nest("/home", home))
+    // erpc's heartbeat pong: CALL `/heartbeat` answered OK with json `null`.
+    heartbeat::pong(Router::new().nest("/home", home))
 }
 
 /// Logs to stderr: `info` and up by default, `RUST_LOG` overrides.
@@ -199,6 +187,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let peer = Peer::builder()
         .router(router())
+        // A session that announced a heartbeat rate and then fell silent
+        // for twice that is closed.
+        .session_layer(HeartbeatPong::new())
         .xfer_filter(Gzip::new(5))
         .xfer_filter(Md5::new())
         .build();
