@@ -47,8 +47,8 @@ use std::{io::Write, net::SocketAddr, process::ExitCode, time::Duration};
 
 use getty::rpc::{
     codec::Raw,
-    xfer::{Gzip, Md5},
     plugin::heartbeat::{self, HeartbeatPong},
+    xfer::{Gzip, Md5},
     CallCtx, Peer, Router, Status,
 };
 use tokio::signal::unix::{signal, SignalKind};

@@ -3,27 +3,65 @@
 //! clean end.
 
 use std::{
-    convert::Infallible,
-    future::{ready, Future},
+    future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
-use tower::{Service, ServiceExt};
+use pin_project::pin_project;
+use tower::{util::Oneshot, Service, ServiceExt};
 
 use crate::{
     rpc::{
-        router::Inbound,
+        router::{Inbound, Route},
         session::{Conn, Redial},
         Message, MessageType, Session, Status, XferPipe,
     },
-    Event, Request,
+    BoxError, Event, Request,
 };
 
-/// The future of one event: ready for everything but routed messages.
-pub(crate) type EventFuture =
-    Pin<Box<dyn Future<Output = Result<Option<Message>, Infallible>> + Send>>;
+/// The future of one event: ready for everything but routed calls and
+/// pushes, which wait for their route (no allocation for the others: a
+/// client's replies take this path).
+#[pin_project(project = EventFutureProj)]
+pub(crate) enum EventFuture {
+    /// Nothing to wait for (taken when polled).
+    Ready(Option<Option<Message>>),
+    /// A call or push on its route; a reply is checked before it is written.
+    Routed {
+        #[pin]
+        reply: Oneshot<Route, Inbound>,
+        conn: Arc<Conn>,
+        call_pipe: XferPipe,
+    },
+}
+
+impl EventFuture {
+    fn none() -> EventFuture {
+        EventFuture::Ready(Some(None))
+    }
+}
+
+impl Future for EventFuture {
+    type Output = Result<Option<Message>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            EventFutureProj::Ready(value) => Poll::Ready(Ok(value.take().flatten())),
+            EventFutureProj::Routed {
+                reply,
+                conn,
+                call_pipe,
+            } => {
+                let Ok(reply) = ready!(reply.poll(cx));
+                Poll::Ready(Ok(
+                    reply.map(|reply| writable(conn, reply, std::mem::take(call_pipe)))
+                ))
+            }
+        }
+    }
+}
 
 /// The innermost service of every RPC session.
 pub(crate) struct Dispatch {
@@ -54,30 +92,26 @@ impl Dispatch {
                 if !self.conn.pending.complete(msg) {
                     tracing::debug!(seq, "reply for no waiting call dropped (late or unknown)");
                 }
-                Box::pin(ready(Ok(None)))
+                EventFuture::none()
             }
             MessageType::Call | MessageType::Push => {
                 self.conn.note_traffic(&msg);
                 match self.conn.peer.router.route(&msg) {
-                    Some(route) => {
-                        let conn = Arc::clone(&self.conn);
-                        let call_pipe = msg.xfer_pipe.clone();
-                        let reply = route.oneshot(Inbound {
+                    Some(route) => EventFuture::Routed {
+                        conn: Arc::clone(&self.conn),
+                        call_pipe: msg.xfer_pipe.clone(),
+                        reply: route.oneshot(Inbound {
                             session: self.session(),
                             message: msg,
-                        });
-                        Box::pin(async move {
-                            let reply = reply.await?;
-                            Ok(reply.map(|reply| writable(&conn, reply, call_pipe)))
-                        })
-                    }
+                        }),
+                    },
                     None => {
                         tracing::warn!(
                             service_method = %msg.service_method,
                             peer = %self.conn.session.peer_addr(),
                             "push to an unknown service method dropped"
                         );
-                        Box::pin(ready(Ok(None)))
+                        EventFuture::none()
                     }
                 }
             }
@@ -89,7 +123,7 @@ impl Dispatch {
                     "disconnected due to unsupported message type {} (seq {})",
                     msg.mtype, msg.seq
                 ));
-                Box::pin(ready(Ok(None)))
+                EventFuture::none()
             }
         }
     }
@@ -135,10 +169,10 @@ fn writable(conn: &Conn, reply: Message, call_pipe: XferPipe) -> Message {
 
 impl Service<Request<Message, Message>> for Dispatch {
     type Response = Option<Message>;
-    type Error = Infallible;
+    type Error = BoxError;
     type Future = EventFuture;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
@@ -150,7 +184,7 @@ impl Service<Request<Message, Message>> for Dispatch {
                 if let Some(redial) = &self.redial {
                     redial.set_current(Some(Arc::clone(&self.conn)));
                 }
-                Box::pin(ready(Ok(None)))
+                EventFuture::none()
             }
             Event::Error(e) => {
                 if req.session.is_closed() {
@@ -159,13 +193,13 @@ impl Service<Request<Message, Message>> for Dispatch {
                 } else {
                     tracing::warn!(session = %req.session, error = %e, "rpc session error");
                 }
-                Box::pin(ready(Ok(None)))
+                EventFuture::none()
             }
             Event::Close => {
                 self.close();
-                Box::pin(ready(Ok(None)))
+                EventFuture::none()
             }
-            _ => Box::pin(ready(Ok(None))),
+            _ => EventFuture::none(),
         }
     }
 }

@@ -10,9 +10,12 @@ use std::{
 };
 
 use tokio::net::ToSocketAddrs;
-use tower::{util::BoxService, Layer, Service, ServiceExt};
+use tower::{
+    util::{BoxService, Either},
+    Layer, Service, ServiceExt,
+};
 
-use self::dispatch::Dispatch;
+pub(crate) use self::dispatch::Dispatch;
 use crate::{
     codec::per_session,
     rpc::{
@@ -65,14 +68,19 @@ impl PeerShared {
         self: &Arc<Self>,
         session: &crate::Session<Message>,
         redial: Option<Arc<Redial>>,
-    ) -> SessionStack {
+    ) -> Either<Dispatch, SessionStack> {
         let conn = Arc::new(Conn::new(session.clone(), Arc::clone(self)));
         conn.attach();
-        let mut stack = BoxService::new(Dispatch::new(conn, redial).map_err(|e| match e {}));
+        let dispatch = Dispatch::new(conn, redial);
+        if self.session_layers.is_empty() {
+            // No box around each event's future when no layer needs one.
+            return Either::Left(dispatch);
+        }
+        let mut stack = BoxService::new(dispatch);
         for layer in &self.session_layers {
             stack = layer(stack);
         }
-        stack
+        Either::Right(stack)
     }
 }
 
