@@ -5,10 +5,11 @@ use std::{
     future::{Future, IntoFuture},
     marker::PhantomData,
     pin::Pin,
+    sync::Arc,
     time::Duration,
 };
 
-use super::Session;
+use super::{Conn, Session};
 use crate::rpc::{
     codec::{CodecId, FromBody, IntoBody},
     Message, MessageType, Meta, Status, XferPipe,
@@ -32,7 +33,7 @@ impl Options {
         mtype: MessageType,
         service_method: String,
         arg: A,
-    ) -> Result<Message, Status> {
+    ) -> Result<(Arc<Conn>, Message), Status> {
         let conn = session.conn()?;
         let codec = self
             .codec
@@ -47,7 +48,7 @@ impl Options {
             // erpc writes its default codec on calls and pushes without a body.
             msg.body_codec = conn.peer.default_codec;
         }
-        Ok(msg)
+        Ok((conn, msg))
     }
 }
 
@@ -182,11 +183,11 @@ impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R>
                 .meta
                 .set(ACCEPT_BODY_CODEC, accept.as_u8().to_string());
         }
-        // Encoded now, so the future holds no borrow of the argument.
-        let msg = options.message(&session, MessageType::Call, service_method, arg);
+        // Encoded now, on the connection of the moment, so the future holds
+        // no borrow of the argument.
+        let message = options.message(&session, MessageType::Call, service_method, arg);
         Box::pin(async move {
-            let msg = msg?;
-            let conn = session.conn()?;
+            let (conn, msg) = message?;
             let timeout = match deadline {
                 Deadline::PeerDefault => conn.peer.call_timeout,
                 Deadline::Within(limit) => Some(limit),
@@ -269,7 +270,10 @@ impl<A: IntoBody> IntoFuture for PushBuilder<A> {
             arg,
             options,
         } = self;
-        let msg = options.message(&session, MessageType::Push, service_method, arg);
-        Box::pin(async move { session.conn()?.push(msg?).await })
+        let message = options.message(&session, MessageType::Push, service_method, arg);
+        Box::pin(async move {
+            let (conn, msg) = message?;
+            conn.push(msg).await
+        })
     }
 }
