@@ -6,86 +6,17 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{mpsc, Arc, Mutex, OnceLock},
+    sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
+#[path = "support/examples.rs"]
+mod support;
+use support::{example, wait_bounded};
+
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The path of the example `name` (one name per test binary), built for
-/// this test's profile and target directory. `cargo test --test examples` does not build examples by
-/// itself; `cargo build` is a no-op when the binary is up to date.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    // <target>/<profile>/deps/<this test>
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>");
-    let target_dir = profile_dir.parent().expect("<target>");
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut cmd = Command::new(cargo);
-        // Cargo sets these for this test; inherited by the inner cargo they
-        // would make build scripts that watch them (ring's) rerun, and the
-        // next outer build rerun them back.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    &*key,
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                )
-            {
-                cmd.env_remove(&*key);
-            }
-        }
-        cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|p| p.to_str()) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        let mut child = cmd.spawn().map_err(|e| format!("cargo: {e}"))?;
-        let status = wait_bounded(&mut child, Duration::from_secs(600))
-            .ok_or_else(|| format!("cargo build --example {name} ran for 600 s"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build --example {name}: {status}"))
-        }
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// Waits for `child` to exit, up to `limit`.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
 
 /// A running `echo_server`: its address, and its stderr collected line by
 /// line. Killed (by its pid) when dropped, if still running.
@@ -97,7 +28,7 @@ struct EchoServer {
 
 impl EchoServer {
     fn start(args: &[&str], rust_log: Option<&str>) -> EchoServer {
-        let mut cmd = Command::new(example("echo_server"));
+        let mut cmd = Command::new(example(&["echo_server"], "echo_server"));
         cmd.args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -288,7 +219,7 @@ fn echo_server_refuses_bad_durations_with_usage() {
         ["--read-timeout", "soon"],
         ["--cron", "-1"],
     ] {
-        let mut child = Command::new(example("echo_server"))
+        let mut child = Command::new(example(&["echo_server"], "echo_server"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

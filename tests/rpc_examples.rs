@@ -7,9 +7,8 @@
 use std::{
     io::{BufRead, BufReader, Read},
     net::TcpStream,
-    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{mpsc, Arc, Mutex, OnceLock},
+    sync::{mpsc, Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -19,86 +18,19 @@ use getty::{
     Client,
 };
 
+#[path = "support/examples.rs"]
+mod support;
+use support::{example, wait_bounded};
+
+/// The examples these tests run, built together.
+const RPC_EXAMPLES: [&str; 2] = ["rpc_server", "rpc_client"];
+
 /// How long a server may take to start, or to exit once told to.
 const LIMIT: Duration = Duration::from_secs(10);
 /// How long one client run may take (100 calls, or a 1 s load run, in a
 /// debug build; far below this).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The path of example `name`, built (with the other RPC example) for this
-/// test's profile and target directory. `cargo test` does not build
-/// examples by itself; `cargo build` is a no-op when they are up to date.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    // <target>/<profile>/deps/<this test>
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>");
-    let target_dir = profile_dir.parent().expect("<target>");
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut cmd = Command::new(cargo);
-        // Cargo sets these for this test; inherited by the inner cargo they
-        // would make build scripts that watch them rerun (see tests/examples.rs).
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    &*key,
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                )
-            {
-                cmd.env_remove(&*key);
-            }
-        }
-        cmd.args(["build", "--quiet"])
-            .args(["--example", "rpc_server", "--example", "rpc_client"])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|p| p.to_str()) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        let child = cmd.spawn().map_err(|e| format!("cargo: {e}"))?;
-        let mut child = Guard(child);
-        let status = wait_bounded(&mut child.0, Duration::from_secs(600))
-            .ok_or("cargo build of the rpc examples ran for 600 s")?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build of the rpc examples: {status}"))
-        }
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// Waits for `child` to exit, up to `limit`.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
 
 /// A child process, killed (by its pid) when dropped if still running: no
 /// path out of a test leaves it behind.
@@ -162,7 +94,7 @@ struct RpcServer {
 impl RpcServer {
     fn start(args: &[&str]) -> RpcServer {
         let mut child = Guard(
-            Command::new(example("rpc_server"))
+            Command::new(example(&RPC_EXAMPLES, "rpc_server"))
                 .args(["--addr", "127.0.0.1:0"])
                 .args(args)
                 .stdin(Stdio::null())
@@ -223,7 +155,7 @@ impl RpcServer {
 }
 
 fn client(server: &RpcServer, args: &[&str]) -> Run {
-    let mut cmd = Command::new(example("rpc_client"));
+    let mut cmd = Command::new(example(&RPC_EXAMPLES, "rpc_client"));
     cmd.args(["--addr", &server.addr]).args(args);
     run(cmd)
 }
@@ -262,7 +194,7 @@ fn rpc_client_exits_1_saying_why_when_no_server_answers() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
-    let mut cmd = Command::new(example("rpc_client"));
+    let mut cmd = Command::new(example(&RPC_EXAMPLES, "rpc_client"));
     cmd.args(["--addr", &addr.to_string()]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
