@@ -17,7 +17,6 @@ use support::{example, wait_bounded};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-
 /// A running `echo_server`: its address, and its stderr collected line by
 /// line. Killed (by its pid) when dropped, if still running.
 struct EchoServer {

@@ -31,7 +31,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// debug build; far below this).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-
 /// A child process, killed (by its pid) when dropped if still running: no
 /// path out of a test leaves it behind.
 struct Guard(Child);

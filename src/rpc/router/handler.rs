@@ -146,6 +146,34 @@ where
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// An inbound message taken apart for its handler: the body out of the
+/// message, and the peer's codecs to decode it with.
+struct Opened {
+    session: crate::rpc::Session,
+    message: Message,
+    body: bytes::Bytes,
+    codecs: Codecs,
+    default_codec: CodecId,
+}
+
+impl Opened {
+    /// `None` when the connection is already gone: nobody to answer.
+    fn of(inbound: Inbound) -> Option<Opened> {
+        let Inbound {
+            session,
+            mut message,
+        } = inbound;
+        let conn = session.conn().ok()?;
+        Some(Opened {
+            codecs: conn.peer.codecs.clone(),
+            default_codec: conn.peer.default_codec,
+            body: std::mem::take(&mut message.body),
+            session,
+            message,
+        })
+    }
+}
+
 /// A call handler as a tower service of the router.
 pub(crate) struct CallService<H, A, R> {
     handler: H,
@@ -187,17 +215,18 @@ where
     fn call(&mut self, inbound: Inbound) -> Self::Future {
         let handler = self.handler.clone();
         Box::pin(async move {
-            let Inbound {
+            let Some(Opened {
                 session,
                 mut message,
-            } = inbound;
-            let (codecs, conn_default) = match session.conn() {
-                Ok(conn) => (conn.peer.codecs.clone(), conn.peer.default_codec),
-                Err(_) => return Ok(None),
+                body,
+                codecs,
+                default_codec,
+            }) = Opened::of(inbound)
+            else {
+                return Ok(None);
             };
             let mut shape = ReplyShape::of(&message, &codecs);
-            shape.default_codec = conn_default;
-            let body = std::mem::take(&mut message.body);
+            shape.default_codec = default_codec;
             let ctx = CallCtx::take(session, &mut message);
             let arg = match A::from_body(message.body_codec, body, &codecs) {
                 Ok(arg) => arg,
@@ -258,15 +287,16 @@ where
     fn call(&mut self, inbound: Inbound) -> Self::Future {
         let handler = self.handler.clone();
         Box::pin(async move {
-            let Inbound {
+            let Some(Opened {
                 session,
                 mut message,
-            } = inbound;
-            let codecs = match session.conn() {
-                Ok(conn) => conn.peer.codecs.clone(),
-                Err(_) => return Ok(None),
+                body,
+                codecs,
+                ..
+            }) = Opened::of(inbound)
+            else {
+                return Ok(None);
             };
-            let body = std::mem::take(&mut message.body);
             let ctx = PushCtx::take(session, &mut message);
             let method = ctx.service_method().to_owned();
             let outcome = match A::from_body(message.body_codec, body, &codecs) {
