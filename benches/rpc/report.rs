@@ -98,6 +98,38 @@ fn verdict(cfg: &Config, met: bool) -> &'static str {
     }
 }
 
+/// What limits a headline ratio's runs: for each side, how many runs
+/// had the generator saturated (the rate is the client's) or contended.
+fn caveats(sides: [(Target, &[&Run]); 2]) -> String {
+    let mut notes = Vec::new();
+    for (target, runs) in sides {
+        let saturated = runs
+            .iter()
+            .filter(|r| r.load.total() >= LOAD_SATURATED)
+            .count();
+        let shared = runs.iter().filter(|r| contended(r)).count();
+        if saturated > 0 {
+            notes.push(format!(
+                "{}'s generator saturated in {saturated}/{}",
+                target.name(),
+                runs.len()
+            ));
+        }
+        if shared > 0 {
+            notes.push(format!(
+                "{} contended in {shared}/{}",
+                target.name(),
+                runs.len()
+            ));
+        }
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("\n    caveat: {}", notes.join(", "))
+    }
+}
+
 fn listed(v: &[f64]) -> String {
     let v: Vec<String> = v.iter().map(|r| format!("{r:.3}")).collect();
     v.join(" ")
@@ -172,9 +204,13 @@ pub(crate) fn summarize(cfg: &Config, runs: &[Measured]) {
         let headline = median(rate.iter().copied());
         println!(
             "rpc x{depth}: calls/s, getty / tarpc = {headline:.3} -- target >= {target:.2}: {}  \
-             (rounds: {})",
+             (rounds: {}){}",
             verdict(cfg, headline >= target),
-            listed(&rate)
+            listed(&rate),
+            caveats([
+                (getty.0, &of(getty.0, depth)),
+                (tarpc.0, &of(tarpc.0, depth))
+            ]),
         );
         let per_cpu = ratios(getty, tarpc, Run::per_server_cpu);
         println!(
@@ -196,11 +232,15 @@ pub(crate) fn summarize(cfg: &Config, runs: &[Measured]) {
         let per_cpu = ratios(getty, tcp, Run::per_server_cpu);
         println!(
             "rpc x{}: getty RPC calls/s / TCP echo pkt/s = {headline:.3} -- target >= \
-             {VS_TCP_ECHO:.2}: {}  (rounds: {}; per server cpu-s: {:.3})",
+             {VS_TCP_ECHO:.2}: {}  (rounds: {}; per server cpu-s: {:.3}){}",
             cfg.depth,
             verdict(cfg, headline >= VS_TCP_ECHO),
             listed(&rate),
             median(per_cpu.iter().copied()),
+            caveats([
+                (getty.0, &of(getty.0, cfg.depth)),
+                (tcp.0, &of(tcp.0, cfg.depth))
+            ]),
         );
     }
 }
