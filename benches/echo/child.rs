@@ -189,3 +189,18 @@ pub(crate) fn exit_when_stdin_closes() {
         std::process::exit(0);
     });
 }
+
+/// Raises the soft limit of open files to the hard one: a process with
+/// hundreds of connections, or thousands of idle ones, needs more than
+/// the usual soft 1024.
+pub(crate) fn raise_fd_limit() {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = rlimit::Resource::NOFILE.set(hard, hard) {
+                eprintln!("warning: cannot raise the fd limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot read the fd limit: {e}"),
+    }
+}

@@ -45,8 +45,9 @@ use tokio::{
 use crate::{
     child::{exit_when_stdin_closes, param, param_num, ChildProc},
     cpu::{process_cpu, CpuTime},
+    part::Part,
     servers::WS_PATH,
-    tls, Config, Part,
+    tls, Config,
 };
 
 /// The role of a load child.
@@ -62,7 +63,7 @@ const SECS_ENV: &str = "ECHO_BENCH_SECS";
 
 /// No packet echoed on any connection for this long means a broken
 /// server; so does a connect or handshake taking this long.
-const STALL: Duration = Duration::from_secs(10);
+pub(crate) const STALL: Duration = Duration::from_secs(10);
 /// The mask of every client frame (RFC 6455 wants it unpredictable to
 /// defeat proxy cache poisoning, which a benchmark on loopback need not).
 const WS_MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -113,7 +114,13 @@ pub(crate) fn run(
         envs.push((tls::CA_ENV, m.ca.clone()));
     }
     let proc = ChildProc::spawn("load generator", ROLE, cpu, &envs)?;
-    let limit = Duration::from_secs_f64(cfg.warmup_secs + cfg.secs) + STALL * 4;
+    report_of(proc, cfg.warmup_secs + cfg.secs)
+}
+
+/// What a generator child (this one or the RPC bench's) reports after
+/// `secs` of warm-up and measuring; the child is then finished.
+pub(crate) fn report_of(proc: ChildProc, secs: f64) -> Result<Run, String> {
+    let limit = Duration::from_secs_f64(secs) + STALL * 4;
     let line = proc.line(limit)?;
     let run = parse_report(&line).ok_or_else(|| format!("load generator said `{line}`"))?;
     proc.finish(Duration::from_secs(10))?;
@@ -176,18 +183,28 @@ impl Spec {
     }
 }
 
-/// The load child: one run, its report on stdout as
+/// The load child: one run, its report on stdout.
+pub(crate) fn child_main() -> ExitCode {
+    run_child(|| Spec::from_env().map(generate))
+}
+
+/// A generator child's life, this bench's or the RPC bench's: the future
+/// `start` makes runs on a current-thread runtime, then the run is
+/// reported on stdout as
 /// `result PACKETS SECS SERVER_USER SERVER_SYS LOAD_USER LOAD_SYS`
 /// (CPU in seconds over the window).
-pub(crate) fn child_main() -> ExitCode {
+pub(crate) fn run_child<F>(start: impl FnOnce() -> Result<F, String>) -> ExitCode
+where
+    F: std::future::Future<Output = Result<Run, String>>,
+{
     exit_when_stdin_closes();
-    crate::raise_fd_limit();
-    let result = Spec::from_env().and_then(|spec| {
+    crate::child::raise_fd_limit();
+    let result = start().and_then(|generate| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot build the runtime: {e}"))?
-            .block_on(generate(spec))
+            .block_on(generate)
     });
     match result {
         Ok(r) => {
@@ -201,7 +218,7 @@ pub(crate) fn child_main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("echo bench load generator: {e}");
+            eprintln!("bench load generator: {e}");
             ExitCode::FAILURE
         }
     }
@@ -253,20 +270,35 @@ async fn generate(spec: Spec) -> Result<Run, String> {
             }
         };
     }
+    let window = (spec.warmup, spec.measure);
+    measure(tasks, &received, &stop, window, &spec.server_pid).await
+}
 
+/// The warm-up, then the measured window, over connections already running
+/// in `tasks`, which count what comes back in `received` and end once they
+/// see `stop`; `window` is (warm-up, measured). Fails when a connection
+/// fails or ends early, or nothing comes back for `STALL`. The RPC bench's
+/// generator measures with it too.
+pub(crate) async fn measure(
+    mut tasks: JoinSet<Result<(), String>>,
+    received: &AtomicU64,
+    stop: &AtomicBool,
+    (warmup, measured): (Duration, Duration),
+    server_pid: &str,
+) -> Result<Run, String> {
     let sample = |packets: &AtomicU64| -> Result<Sample, String> {
         Ok(Sample {
             packets: packets.load(Ordering::Relaxed),
             at: Instant::now(),
-            server: process_cpu(&spec.server_pid)?,
+            server: process_cpu(server_pid)?,
             load: process_cpu("self")?,
         })
     };
     let window = async {
-        tokio::time::sleep(spec.warmup).await;
-        let start = sample(&received)?;
-        tokio::time::sleep(spec.measure).await;
-        Ok::<_, String>((start, sample(&received)?))
+        tokio::time::sleep(warmup).await;
+        let start = sample(received)?;
+        tokio::time::sleep(measured).await;
+        Ok::<_, String>((start, sample(received)?))
     };
     let (start, end) = tokio::select! {
         w = window => w?,
@@ -277,7 +309,7 @@ async fn generate(spec: Spec) -> Result<Run, String> {
                 Err(e) => format!("connection task: {e}"),
             })
         }
-        e = watchdog(&received) => return Err(e),
+        e = watchdog(received) => return Err(e),
     };
     stop.store(true, Ordering::Relaxed);
     let stopping = async {
@@ -294,7 +326,7 @@ async fn generate(spec: Spec) -> Result<Run, String> {
 
     let packets = end.packets - start.packets;
     if packets == 0 {
-        return Err(format!("no packet echoed by {addr}"));
+        return Err("nothing echoed in the measured window".into());
     }
     Ok(Run {
         packets,
@@ -305,7 +337,7 @@ async fn generate(spec: Spec) -> Result<Run, String> {
 }
 
 /// `fut`'s output, or an error naming `what` after `limit`.
-async fn within<T, E: std::fmt::Display>(
+pub(crate) async fn within<T, E: std::fmt::Display>(
     limit: Duration,
     what: &str,
     fut: impl std::future::Future<Output = Result<T, E>>,

@@ -41,6 +41,11 @@
 //! `--skip tls,ws,memory` loads the library's TCP server alone, e.g. to
 //! attach `perf record -p PID` to the pid it prints.
 //!
+//! The RPC bench (`benches/rpc`) includes this bench's `child`, `cpu`,
+//! `load`, `part`, `servers`, `stats` and `tls` modules by path, to load
+//! the library's TCP echo as this bench does: keep them free of this
+//! bench's `main` (its `Config` aside, which the RPC bench's mirrors).
+//!
 //! It exits non-zero only on a broken run (an error, no packet echoed), not
 //! on a missed target. The machine's load average is printed at start and
 //! end: other work on either core skews the numbers, the pkt/s ones most.
@@ -50,16 +55,20 @@ mod config;
 mod cpu;
 mod load;
 mod memory;
+mod part;
 mod servers;
+mod stats;
 mod tls;
 
 use std::{env, process::ExitCode, time::Duration};
 
 use crate::{
-    child::{Pinning, ROLE_ENV},
+    child::{raise_fd_limit, Pinning, ROLE_ENV},
     config::{Config, Parsed},
     load::Run,
+    part::Part,
     servers::{Kind, ServerProc, ServerSpec},
+    stats::{median, thousands},
 };
 
 #[global_allocator]
@@ -72,32 +81,7 @@ const LOAD_SATURATED: f64 = 0.95;
 /// the server was not the bottleneck: other processes took the cores.
 const CONTENDED: f64 = 0.90;
 
-/// A throughput part: what the servers speak and the generator loads.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Part {
-    Tcp,
-    Tls,
-    Ws,
-}
-
 impl Part {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Part::Tcp => "tcp",
-            Part::Tls => "tls",
-            Part::Ws => "ws",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Result<Part, String> {
-        match s {
-            "tcp" => Ok(Part::Tcp),
-            "tls" => Ok(Part::Tls),
-            "ws" => Ok(Part::Ws),
-            other => Err(format!("unknown part `{other}`")),
-        }
-    }
-
     /// Packets per server CPU-second, library ÷ floor.
     fn target(self) -> f64 {
         match self {
@@ -194,18 +178,6 @@ fn run(cfg: &Config) -> Result<(), String> {
     }
     println!("echo bench: load average {} at end", cpu::loadavg());
     Ok(())
-}
-
-pub(crate) fn raise_fd_limit() {
-    match rlimit::Resource::NOFILE.get() {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = rlimit::Resource::NOFILE.set(hard, hard) {
-                eprintln!("warning: cannot raise the fd limit from {soft} to {hard}: {e}");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: cannot read the fd limit: {e}"),
-    }
 }
 
 // ----- throughput ---------------------------------------------------------------
@@ -387,31 +359,4 @@ pub(crate) fn verdict(cfg: &Config, met: bool) -> &'static str {
         (false, true) => "met",
         (false, false) => "MISSED",
     }
-}
-
-fn median(v: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = v.collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
-
-/// `1234567.8` as `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -17,8 +17,9 @@ use tokio::runtime::Runtime;
 
 use crate::{
     child::{param_num, ChildProc},
+    part::Part,
     servers::{runtime, start_library},
-    Config, Part,
+    Config,
 };
 
 /// The role of the idle-clients child.
@@ -188,7 +189,7 @@ fn wait_sessions(
 
 /// Opens the idle connections, reports, and holds them until stdin closes.
 pub(crate) fn child_main() -> ExitCode {
-    crate::raise_fd_limit();
+    crate::child::raise_fd_limit();
     let parsed = param_num::<SocketAddr>(ADDR_ENV)
         .and_then(|addr| Ok((addr, param_num::<usize>(COUNT_ENV)?)));
     let (addr, n) = match parsed {

@@ -29,7 +29,8 @@ use tokio_util::codec::BytesCodec;
 
 use crate::{
     child::{param, param_num, ChildProc},
-    tls, Part,
+    part::Part,
+    tls,
 };
 
 /// The role of a server child.
