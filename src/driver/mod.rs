@@ -4,6 +4,7 @@
 mod call;
 mod close;
 mod conn;
+mod dispatch;
 mod pipeline;
 mod read;
 mod timer;

@@ -164,6 +164,13 @@ where
                 }
             }
         }
+        if self.wbuf.is_empty() {
+            // Written bytes are skipped, not removed: without this the next
+            // batch would be encoded after them, each batch walking on
+            // through the whole chunk (memory long out of cache) instead of
+            // reusing its start. Allocates nothing.
+            let _ = self.wbuf.try_reclaim(WRITE_CHUNK);
+        }
         // Counted and stamped once per call, not per message.
         let mut progress = writes > 0;
         if progress {
