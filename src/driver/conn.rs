@@ -58,14 +58,11 @@ use std::{
 };
 
 use bytes::BytesMut;
-use tokio::{
-    sync::oneshot,
-    time::{Instant, Sleep},
-};
+use tokio::{sync::oneshot, time::Instant};
 use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
-use super::{call::Call, pipeline::Pipeline};
+use super::{call::Call, pipeline::Pipeline, timer::Timer};
 use crate::{
     budget::InputBudget,
     codec::{LengthCodecError, PacketTooLarge},
@@ -176,7 +173,7 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) armed: Option<Instant>,
     /// The one timer, armed for the earliest deadline; `None` while the
     /// session has no deadline and after it gave its buffers back.
-    pub(super) timer: Option<Pin<Box<Sleep>>>,
+    pub(super) timer: Option<Pin<Box<Timer>>>,
     /// This turn's reading of the clock (see `now`).
     clock: Option<Instant>,
     /// The input budget this session charges, and what it charged.
@@ -288,17 +285,12 @@ where
         S::Error: Into<BoxError>,
     {
         self.session.queue().register(cx);
-        // The shutdown stages are tokens, each read under a lock: they are
-        // read once per wakeup. Whoever forces a session, or closes it
-        // through its owner, wakes its driver; a `close()` during the loop
-        // (a handler's, say) shows in the queue, closed with it.
-        if self.session.is_closed() {
-            // Only a closed session can be forced (its close token is a
-            // child of the force token): one lock per wakeup, not two.
-            if self.session.is_forced() {
-                return Poll::Ready(());
-            }
-            self.begin_drain();
+        // A closed session's queue is closed (see `run`), so the loop looks
+        // there, one atomic load, rather than at the shutdown tokens, each
+        // read under a lock in memory of its own. A session is forced only
+        // once closed, and whoever forces it wakes its driver.
+        if self.session.queue().is_closed() && self.session.is_forced() {
+            return Poll::Ready(());
         }
         if self.read == ReadSide::Dry {
             self.read = ReadSide::Open;
