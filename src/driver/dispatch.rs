@@ -43,7 +43,12 @@ where
         let mut progress = false;
         for _ in 0..PUMP {
             // Finished calls first, in start order: their responses go out.
-            while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
+            // (Looking first whether any is in flight saves a call per
+            // packet when the service answers at once.)
+            while !calls.is_empty() {
+                let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) else {
+                    break;
+                };
                 progress = true;
                 match result {
                     Ok(response) => {

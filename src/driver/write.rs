@@ -66,11 +66,18 @@ where
         }
     }
 
-    /// Moves `Session::send*` items into the write buffer.
+    /// Moves `Session::send*` items into the write buffer. Looked at
+    /// before every response: the common case, nothing queued, is a check
+    /// inlined at the call site.
+    #[inline]
     pub(super) fn fill_from_queue(&mut self, limit: usize) -> bool {
         if self.backlog.is_empty() && !self.session.queue().has_items() {
             return false;
         }
+        self.take_from_queue(limit)
+    }
+
+    fn take_from_queue(&mut self, limit: usize) -> bool {
         if self.write == WriteSide::Broken {
             self.backlog.clear();
             self.flush_waiters.clear();

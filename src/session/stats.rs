@@ -17,6 +17,7 @@ impl Counters {
     /// Adds `n`. Only the session's driver writes the counters (others
     /// read snapshots), so this is a load and a store: a locked
     /// read-modify-write, several per batch, is measurable.
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
