@@ -41,22 +41,22 @@ where
         loop {
             if !self.rbuf.is_empty() {
                 match contain(|| self.codec.decode(&mut self.rbuf)) {
-                    Ok(Some(_)) if T::FRAMED && !self.rbuf.is_empty() => {
+                    Ok(Ok(Some(_))) if T::FRAMED && !self.rbuf.is_empty() => {
                         let left = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message carried more than one packet ({left} bytes left over)"
                         ));
                         return None;
                     }
-                    Ok(Some(m)) => return Some(self.received(m)),
-                    Ok(None) if T::FRAMED => {
+                    Ok(Ok(Some(m))) => return Some(self.received(m)),
+                    Ok(Ok(None)) if T::FRAMED => {
                         let len = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message of {len} bytes is not a whole packet"
                         ));
                         return None;
                     }
-                    Ok(None) => {
+                    Ok(Ok(None)) => {
                         let max = self.session.max_packet_len();
                         if self.rbuf.len() > max.saturating_add(HEADER_SLACK) {
                             let len = self.rbuf.len();
@@ -69,8 +69,12 @@ where
                             return None;
                         }
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         self.codec_failed(e);
+                        return None;
+                    }
+                    Err(panicked) => {
+                        self.codec_failed(panicked);
                         return None;
                     }
                 }
@@ -82,7 +86,7 @@ where
                 }
                 // The codec may complete a last packet at end of stream.
                 return match contain(|| self.codec.decode_eof(&mut self.rbuf)) {
-                    Ok(Some(m)) => Some(self.received(m)),
+                    Ok(Ok(Some(m))) => Some(self.received(m)),
                     _ => {
                         let buffered = self.rbuf.len();
                         self.rbuf = BytesMut::new();
@@ -340,12 +344,9 @@ where
 
 /// Runs a codec call with a panic turned into an error: a codec (a user's
 /// package handler, say) slicing past the end of hostile input must close
-/// its session cleanly, not kill the session's task.
-pub(super) fn contain<T, E: Into<BoxError>>(
-    f: impl FnOnce() -> Result<T, E>,
-) -> Result<T, BoxError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(Into::into),
-        Err(payload) => Err(format!("codec panicked: {}", panic_message(&*payload)).into()),
-    }
+/// its session cleanly, not kill the session's task. The call's own result
+/// is handed back as it is (converting it here cost a copy per packet).
+pub(super) fn contain<T>(f: impl FnOnce() -> T) -> Result<T, BoxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| format!("codec panicked: {}", panic_message(&*payload)).into())
 }

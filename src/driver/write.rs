@@ -231,11 +231,13 @@ where
         wbuf.reserve(WRITE_CHUNK);
     }
     let before = wbuf.len();
-    if let Err(e) = contain(|| codec.encode(pkg, wbuf)) {
-        // Whatever the encoder wrote before failing must not go out: on a
-        // message transport it would shift every later message.
-        wbuf.truncate(before);
-        return Err(e);
-    }
-    Ok(())
+    let failed: BoxError = match contain(|| codec.encode(pkg, wbuf)) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.into(),
+        Err(panicked) => panicked,
+    };
+    // Whatever the encoder wrote before failing must not go out: on a
+    // message transport it would shift every later message.
+    wbuf.truncate(before);
+    Err(failed)
 }
