@@ -204,6 +204,12 @@ impl LengthCodec {
 
     fn put_len(&self, len: usize, dst: &mut BytesMut) {
         let n = self.field_bytes;
+        if (n, self.big_endian) == (4, true) {
+            // The default header as one fixed-size store: the general
+            // slice below costs a `memcpy` call per packet.
+            dst.put_u32(len as u32);
+            return;
+        }
         let bytes = if self.big_endian {
             (len as u64).to_be_bytes()
         } else {

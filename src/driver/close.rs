@@ -31,7 +31,7 @@ where
         let reason = self.close_reason;
         let io = &mut self.io;
         let closed = tokio::time::timeout(wait, poll_fn(|cx| io.poll_close(cx, reason))).await;
-        matches!(closed, Ok(Ok(()))) && self.read == ReadSide::Open
+        matches!(closed, Ok(Ok(()))) && self.read != ReadSide::Ended
     }
 
     /// Gives back the input the session held (its charge on the budget).

@@ -24,7 +24,8 @@
 //!
 //! | read side | meaning | next |
 //! |-----------|---------|------|
-//! | `Open`    | input may come | `Ended` at EOF, a close frame, TLS without close_notify |
+//! | `Open`    | input may come | `Dry` when a read finds none; `Ended` at EOF, a close frame, TLS without close_notify |
+//! | `Dry`     | none came in this wakeup: not read again before the next | `Open` at the next wakeup |
 //! | `Ended`   | the peer ended its input: what is buffered is decoded, then the session drains | — |
 //!
 //! | write side | meaning | next |
@@ -57,29 +58,21 @@ use std::{
 };
 
 use bytes::BytesMut;
-use tokio::{
-    sync::oneshot,
-    time::{Instant, Sleep},
-};
+use tokio::{sync::oneshot, time::Instant};
 use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
-use super::{
-    call::{self, Call, Kind},
-    pipeline::Pipeline,
-};
+use super::{call::Call, pipeline::Pipeline, timer::Timer};
 use crate::{
     budget::InputBudget,
     codec::{LengthCodecError, PacketTooLarge},
     session::queue::Outbound,
     transport::Transport,
-    BoxError, Error, Event, Request, Session,
+    BoxError, Error, Request, Session,
 };
 
 /// Loop turns before a busy session yields to the runtime.
 const BUDGET: usize = 32;
-/// Events started in one pass of dispatch.
-const PUMP: usize = 64;
 /// Bytes waiting to be written above which the driver stops reading and
 /// encoding until the socket takes them.
 pub(super) const HIGH_WATER: usize = 64 * 1024;
@@ -100,6 +93,10 @@ pub(super) enum Phase {
 pub(super) enum ReadSide {
     /// Input may come (whether the driver reads it is the phase's say).
     Open,
+    /// Input may come, but a read in this wakeup found none: the transport
+    /// wakes the driver when some comes, and asking again before that
+    /// (each turn of the loop) costs a readiness check and a budget grant.
+    Dry,
     /// The peer ended its input (EOF, a close frame, TLS without
     /// close_notify).
     Ended,
@@ -136,19 +133,19 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) wbuf: BytesMut,
     pub(super) backlog: VecDeque<Outbound<W>>,
     pub(super) flush_waiters: Vec<oneshot::Sender<()>>,
-    pending_msg: Option<R>,
+    pub(super) pending_msg: Option<R>,
     /// The failure that closes the session, until it passes the stack.
-    failure: Option<Error>,
+    pub(super) failure: Option<Error>,
     /// An error was raised; later ones are only logged.
     failed: bool,
     /// Errors reported with `Session::report_error` (or dropped datagrams),
     /// in the order raised.
-    reported: VecDeque<Error>,
+    pub(super) reported: VecDeque<Error>,
     /// The last event started was a reported error: a waiting packet goes
     /// next, so reports cannot starve input.
-    after_report: bool,
+    pub(super) after_report: bool,
     pub(super) pending_tick: bool,
-    max_in_flight: usize,
+    pub(super) max_in_flight: usize,
     pub(super) read: ReadSide,
     pub(super) write: WriteSide,
     pub(super) needs_flush: bool,
@@ -176,7 +173,7 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) armed: Option<Instant>,
     /// The one timer, armed for the earliest deadline; `None` while the
     /// session has no deadline and after it gave its buffers back.
-    pub(super) timer: Option<Pin<Box<Sleep>>>,
+    pub(super) timer: Option<Pin<Box<Timer>>>,
     /// This turn's reading of the clock (see `now`).
     clock: Option<Instant>,
     /// The input budget this session charges, and what it charged.
@@ -288,14 +285,19 @@ where
         S::Error: Into<BoxError>,
     {
         self.session.queue().register(cx);
+        // A closed session's queue is closed (see `run`), so the loop looks
+        // there, one atomic load, rather than at the shutdown tokens, each
+        // read under a lock in memory of its own. A session is forced only
+        // once closed, and whoever forces it wakes its driver.
+        if self.session.queue().is_closed() && self.session.is_forced() {
+            return Poll::Ready(());
+        }
+        if self.read == ReadSide::Dry {
+            self.read = ReadSide::Open;
+        }
         for turn in 0..BUDGET {
             self.clock = None;
-            if self.session.is_forced() {
-                return Poll::Ready(());
-            }
-            if self.session.is_closed() {
-                self.begin_drain();
-            }
+            self.drain_if_closed();
             let mut progress = self.fill_from_queue(HIGH_WATER);
             self.read_blocked = false;
             progress |= self.dispatch(cx, svc, calls.as_mut());
@@ -358,6 +360,13 @@ where
         self.pending_tick = false;
     }
 
+    /// Starts the drain if `close()` was called since the loop last looked.
+    pub(super) fn drain_if_closed(&mut self) {
+        if self.session.queue().is_closed() {
+            self.begin_drain();
+        }
+    }
+
     /// Raises the session's error: it passes the stack as `Event::Error`,
     /// then the session drains and closes. Only the first error is raised.
     pub(super) fn fail(&mut self, error: Error) {
@@ -378,19 +387,6 @@ where
         self.pending_msg = None;
         self.failure = Some(error);
         self.begin_drain();
-    }
-
-    /// Takes the errors raised with `Session::report_error` and
-    /// `close_with_error` into the event order.
-    fn absorb_raised(&mut self) {
-        for (error, fatal) in self.session.take_raised() {
-            if fatal {
-                self.fail(error);
-            } else {
-                tracing::debug!(%error, "error reported");
-                self.reported.push_back(error);
-            }
-        }
     }
 
     pub(super) fn io_failed(&mut self, source: io::Error) {
@@ -421,158 +417,6 @@ where
             return;
         }
         self.fail(error);
-    }
-
-    fn handler_failed(&mut self, kind: Kind, error: Error) {
-        match kind {
-            Kind::Open => {
-                tracing::info!(%error, "session refused on open");
-                self.open = Open::Refused;
-                self.begin_drain();
-            }
-            Kind::Error | Kind::Close => {
-                tracing::warn!(event = kind.name(), %error, "service failed handling the event")
-            }
-            Kind::Message | Kind::Tick => self.fail(error),
-        }
-    }
-
-    // ----- dispatch ----------------------------------------------------------
-
-    /// Collects finished calls and starts new ones while there is room in
-    /// flight and something to handle. Finishing and starting alternate
-    /// without leaving this loop, so a batch of packets handled by a ready
-    /// service costs one pass of the outer loop, not one per packet.
-    fn dispatch<S>(
-        &mut self,
-        cx: &mut Context<'_>,
-        svc: &mut S,
-        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
-    ) -> bool
-    where
-        S: Service<Request<R, W>>,
-        S::Response: IntoIterator<Item = W>,
-        S::Error: Into<BoxError>,
-    {
-        let mut progress = false;
-        for _ in 0..PUMP {
-            // Finished calls first, in start order: their responses go out.
-            while let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) {
-                progress = true;
-                match result {
-                    Ok(response) => {
-                        if kind == Kind::Open {
-                            self.opened();
-                        }
-                        self.respond(response);
-                    }
-                    Err(e) => self.handler_failed(kind, e),
-                }
-            }
-            // What the finished calls raised or closed takes effect before
-            // the next packet is read.
-            self.absorb_raised();
-            if self.session.is_closed() {
-                self.begin_drain();
-            }
-            if calls.len() >= self.max_in_flight {
-                break;
-            }
-            let event = match self.open {
-                Open::Waiting => Kind::Open,
-                // Nothing else starts before `Open` answers.
-                Open::InFlight | Open::Refused => break,
-                Open::Accepted => match self.next_kind(cx) {
-                    Some(kind) => kind,
-                    None => break,
-                },
-            };
-            match call::poll_ready(svc, cx) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) => {
-                    tracing::error!(%error, "service cannot take events; session abandoned");
-                    self.service_dead = true;
-                    return true;
-                }
-            }
-            let Some(event) = self.take_event(event) else {
-                break;
-            };
-            match call::start(svc, Request::new(self.session.clone(), event)) {
-                Ok(c) => calls.as_mut().push(c, self.session.ordered_responses()),
-                Err((kind, e)) => self.handler_failed(kind, e),
-            }
-            progress = true;
-        }
-        self.settle_budget();
-        self.flush_counts();
-        progress
-    }
-
-    /// `Open` answered: the session runs (unless it is already closing).
-    fn opened(&mut self) {
-        self.open = Open::Accepted;
-        if self.phase == Phase::Opening {
-            self.phase = Phase::Running;
-        }
-        tracing::debug!("session open");
-    }
-
-    /// Which event goes next, reading a packet if none is waiting: the
-    /// failure first, then reported errors and packets taking turns, then
-    /// a due tick.
-    fn next_kind(&mut self, cx: &mut Context<'_>) -> Option<Kind> {
-        if self.failure.is_some() {
-            return Some(Kind::Error);
-        }
-        if !self.reported.is_empty() && !self.after_report {
-            return Some(Kind::Error);
-        }
-        if self.pending_msg.is_none() && !self.pending_tick {
-            self.pending_msg = self.next_message(cx);
-        }
-        if self.failure.is_some() {
-            return Some(Kind::Error);
-        }
-        if self.pending_tick {
-            Some(Kind::Tick)
-        } else if self.pending_msg.is_some() {
-            Some(Kind::Message)
-        } else if !self.reported.is_empty() {
-            Some(Kind::Error)
-        } else {
-            None
-        }
-    }
-
-    fn take_event(&mut self, kind: Kind) -> Option<Event<R>> {
-        self.after_report = false;
-        match kind {
-            Kind::Open => {
-                self.open = Open::InFlight;
-                Some(Event::Open)
-            }
-            Kind::Error => match self.failure.take() {
-                Some(failure) => Some(Event::Error(failure)),
-                None => {
-                    self.after_report = true;
-                    self.reported.pop_front().map(Event::Error)
-                }
-            },
-            Kind::Tick => {
-                self.pending_tick = false;
-                if self.pending_msg.is_some() || !self.rbuf.is_empty() {
-                    // Input is waiting because our own stack holds it
-                    // back (a rate limit, a full pool): the peer is not
-                    // idle, so a heartbeat must not take it for idle.
-                    self.session.update_active();
-                }
-                Some(Event::Tick)
-            }
-            Kind::Message => self.pending_msg.take().map(Event::Message),
-            Kind::Close => None,
-        }
     }
 
     /// Output is waiting for the socket: bytes in `wbuf`, or a flush the

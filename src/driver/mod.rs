@@ -4,6 +4,7 @@
 mod call;
 mod close;
 mod conn;
+mod dispatch;
 mod pipeline;
 mod read;
 mod timer;
@@ -48,6 +49,13 @@ pub(crate) async fn run<T, C, S, R, W>(
     S::Error: Into<BoxError>,
 {
     let mut calls = pin!(Pipeline::new(session.max_in_flight()));
+    // The driver learns of closing from the queue, which `Session::close`
+    // closes with the close token. An owner's close reaches its registered
+    // sessions as `close()`; one that came between the session's birth and
+    // its registration cancelled only the token: it is caught here.
+    if session.is_closed() {
+        session.close();
+    }
     // Armed by the loop only when a deadline exists.
     let mut conn = Conn::new(io, codec, session.clone(), budget);
     poll_fn(|cx| conn.poll_run(cx, &mut svc, calls.as_mut())).await;

@@ -41,6 +41,10 @@ impl<F: Future> Pipeline<F> {
             + self.unordered.as_ref().map_or(0, FuturesUnordered::len)
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
         let mut this = self.project();
         if *this.single {

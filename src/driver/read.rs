@@ -41,22 +41,22 @@ where
         loop {
             if !self.rbuf.is_empty() {
                 match contain(|| self.codec.decode(&mut self.rbuf)) {
-                    Ok(Some(_)) if T::FRAMED && !self.rbuf.is_empty() => {
+                    Ok(Ok(Some(_))) if T::FRAMED && !self.rbuf.is_empty() => {
                         let left = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message carried more than one packet ({left} bytes left over)"
                         ));
                         return None;
                     }
-                    Ok(Some(m)) => return Some(self.received(m)),
-                    Ok(None) if T::FRAMED => {
+                    Ok(Ok(Some(m))) => return Some(self.received(m)),
+                    Ok(Ok(None)) if T::FRAMED => {
                         let len = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message of {len} bytes is not a whole packet"
                         ));
                         return None;
                     }
-                    Ok(None) => {
+                    Ok(Ok(None)) => {
                         let max = self.session.max_packet_len();
                         if self.rbuf.len() > max.saturating_add(HEADER_SLACK) {
                             let len = self.rbuf.len();
@@ -69,8 +69,12 @@ where
                             return None;
                         }
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         self.codec_failed(e);
+                        return None;
+                    }
+                    Err(panicked) => {
+                        self.codec_failed(panicked);
                         return None;
                     }
                 }
@@ -82,7 +86,7 @@ where
                 }
                 // The codec may complete a last packet at end of stream.
                 return match contain(|| self.codec.decode_eof(&mut self.rbuf)) {
-                    Ok(Some(m)) => Some(self.received(m)),
+                    Ok(Ok(Some(m))) => Some(self.received(m)),
                     _ => {
                         let buffered = self.rbuf.len();
                         self.rbuf = BytesMut::new();
@@ -108,8 +112,12 @@ where
                 // The peer is not reading what we write: stop reading until it does.
                 return None;
             }
-            let limit = self.read_grant(cx)?;
-            let read = self.io.poll_read_into(cx, &mut self.rbuf, limit);
+            let read = if self.read == ReadSide::Dry {
+                Poll::Pending
+            } else {
+                let limit = self.read_grant(cx)?;
+                self.io.poll_read_into(cx, &mut self.rbuf, limit)
+            };
             if self.io.take_activity() {
                 // A WebSocket ping or pong: the peer is alive, and the read
                 // timeout counts from here. The transport's buffers were used
@@ -120,13 +128,14 @@ where
             }
             match read {
                 Poll::Pending => {
+                    self.read = ReadSide::Dry;
                     self.settle_budget();
                     self.read_blocked = true;
                     if self.read_waiting_since.is_none() && self.session.read_timeout().is_some() {
                         self.read_waiting_since = Some(self.now());
                     }
                     if self.charged > 0 {
-                        if let Some(budget) = self.budget.clone() {
+                        if let Some(budget) = &self.budget {
                             // Part of a packet waits here: if the budget runs
                             // out, this session is asked to give way.
                             self.holding =
@@ -140,7 +149,11 @@ where
                     self.read = ReadSide::Ended;
                 }
                 Poll::Ready(Ok(Some(n))) => {
-                    self.settle_budget();
+                    // Within the grant nothing is owed; a message transport
+                    // may bring more than the grant, charged at once.
+                    if self.held() > self.charged {
+                        self.settle_budget();
+                    }
                     crate::session::Counters::add(&self.session.counters().bytes_in, n as u64);
                     self.buffers_used = true;
                     self.last_read = self.now();
@@ -184,9 +197,31 @@ where
     ///   (closed with [`Error::InputBudget`]) when asked, or after its wait
     ///   time without room.
     fn read_grant(&mut self, cx: &mut Context<'_>) -> Option<usize> {
-        let Some(budget) = self.budget.clone() else {
+        let Some(budget) = &self.budget else {
             return Some(usize::MAX);
         };
+        // What the last grant left unread is still charged (the pass of
+        // dispatch settles at its end): the next read takes it without
+        // going back to the budget, whose counter is shared by every
+        // session.
+        let left = self.charged.saturating_sub(self.held());
+        if left >= MIN_GRANT {
+            return Some(left);
+        }
+        if self.budget_wait.is_none() {
+            if let Some(grant) = budget.try_take(READ_GRANT, MIN_GRANT) {
+                self.charged += grant;
+                return Some(left + grant);
+            }
+        }
+        self.wait_for_grant(cx)
+    }
+
+    /// The budget had no grant at first look: gives back what this session
+    /// holds beyond its input, looks again, and otherwise waits for room
+    /// (see [`read_grant`](Self::read_grant)).
+    fn wait_for_grant(&mut self, cx: &mut Context<'_>) -> Option<usize> {
+        let budget = self.budget.clone()?;
         self.settle_budget();
         for _ in 0..2 {
             if let Some(grant) = budget.try_take(READ_GRANT, MIN_GRANT) {
@@ -250,7 +285,7 @@ where
     /// (its read buffer and what the transport buffers), and publishes it
     /// in the session's stats.
     pub(super) fn settle_budget(&mut self) {
-        let held = self.rbuf.len() + self.io.buffered();
+        let held = self.held();
         if held == self.charged {
             return;
         }
@@ -266,6 +301,12 @@ where
             .counters()
             .buffered_input
             .store(held as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The input this session holds: its read buffer and what the
+    /// transport buffers.
+    fn held(&self) -> usize {
+        self.rbuf.len() + self.io.buffered()
     }
 
     /// When the session may give its buffers back, if it used any.
@@ -303,12 +344,9 @@ where
 
 /// Runs a codec call with a panic turned into an error: a codec (a user's
 /// package handler, say) slicing past the end of hostile input must close
-/// its session cleanly, not kill the session's task.
-pub(super) fn contain<T, E: Into<BoxError>>(
-    f: impl FnOnce() -> Result<T, E>,
-) -> Result<T, BoxError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(Into::into),
-        Err(payload) => Err(format!("codec panicked: {}", panic_message(&*payload)).into()),
-    }
+/// its session cleanly, not kill the session's task. The call's own result
+/// is handed back as it is (converting it here cost a copy per packet).
+pub(super) fn contain<T>(f: impl FnOnce() -> T) -> Result<T, BoxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| format!("codec panicked: {}", panic_message(&*payload)).into())
 }

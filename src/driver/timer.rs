@@ -2,14 +2,63 @@
 //! the input budget's waits and the idle release, behind one timer that is
 //! armed only for the earliest deadline.
 
-use std::{future::Future, task::Context};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
 
 use bytes::BytesMut;
-use tokio::time::Instant;
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::conn::{Conn, Phase, WriteSide};
 use crate::{transport::Transport, BoxError, Error};
+
+/// The session's one timer, and the waker it was last polled with.
+#[pin_project]
+pub(super) struct Timer {
+    #[pin]
+    sleep: Sleep,
+    polled_with: Option<Waker>,
+}
+
+impl Timer {
+    fn new(deadline: Instant) -> Self {
+        Timer {
+            sleep: tokio::time::sleep_until(deadline),
+            polled_with: None,
+        }
+    }
+
+    fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        let this = self.project();
+        this.sleep.reset(deadline);
+        // A reset timer is registered anew by its next poll.
+        *this.polled_with = None;
+    }
+
+    /// Polls the timer, unless it is armed for a deadline still ahead and
+    /// was polled with this waker already: then it will wake this task, and
+    /// polling it again (its registration takes locked instructions, on
+    /// memory of its own) would change nothing.
+    fn poll_due(self: Pin<&mut Self>, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        let this = self.project();
+        let registered = this
+            .polled_with
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && now < this.sleep.deadline() {
+            return Poll::Pending;
+        }
+        let polled = this.sleep.poll(cx);
+        if polled.is_pending() && !registered {
+            *this.polled_with = Some(cx.waker().clone());
+        }
+        polled
+    }
+}
 
 impl<T, C, R, W> Conn<T, C, R, W>
 where
@@ -121,14 +170,14 @@ where
                 // session with no deadline holds no timer.
                 let timer = self
                     .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    .get_or_insert_with(|| Box::pin(Timer::new(deadline)));
                 // Re-arm only for an earlier deadline; a timer that fires
                 // early just leads here again (cheaper than a reset per turn).
                 if self.armed.is_none_or(|armed| deadline < armed) {
                     timer.as_mut().reset(deadline);
                     self.armed = Some(deadline);
                 }
-                if timer.as_mut().poll(cx).is_ready() {
+                if timer.as_mut().poll_due(cx, now).is_ready() {
                     self.armed = None;
                     fired = true;
                 }

@@ -66,11 +66,18 @@ where
         }
     }
 
-    /// Moves `Session::send*` items into the write buffer.
+    /// Moves `Session::send*` items into the write buffer. Looked at
+    /// before every response: the common case, nothing queued, is a check
+    /// inlined at the call site.
+    #[inline]
     pub(super) fn fill_from_queue(&mut self, limit: usize) -> bool {
         if self.backlog.is_empty() && !self.session.queue().has_items() {
             return false;
         }
+        self.take_from_queue(limit)
+    }
+
+    fn take_from_queue(&mut self, limit: usize) -> bool {
         if self.write == WriteSide::Broken {
             self.backlog.clear();
             self.flush_waiters.clear();
@@ -164,6 +171,13 @@ where
                 }
             }
         }
+        if self.wbuf.is_empty() {
+            // Written bytes are skipped, not removed: without this the next
+            // batch would be encoded after them, each batch walking on
+            // through the whole chunk (memory long out of cache) instead of
+            // reusing its start. Allocates nothing.
+            let _ = self.wbuf.try_reclaim(WRITE_CHUNK);
+        }
         // Counted and stamped once per call, not per message.
         let mut progress = writes > 0;
         if progress {
@@ -217,11 +231,13 @@ where
         wbuf.reserve(WRITE_CHUNK);
     }
     let before = wbuf.len();
-    if let Err(e) = contain(|| codec.encode(pkg, wbuf)) {
-        // Whatever the encoder wrote before failing must not go out: on a
-        // message transport it would shift every later message.
-        wbuf.truncate(before);
-        return Err(e);
-    }
-    Ok(())
+    let failed: BoxError = match contain(|| codec.encode(pkg, wbuf)) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.into(),
+        Err(panicked) => panicked,
+    };
+    // Whatever the encoder wrote before failing must not go out: on a
+    // message transport it would shift every later message.
+    wbuf.truncate(before);
+    Err(failed)
 }

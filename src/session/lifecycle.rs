@@ -115,12 +115,18 @@ impl<W> Session<W> {
     }
 
     /// Takes the raised errors, oldest first (for the driver).
+    #[inline]
     pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
-        // A plain load first: the swap is a locked instruction, and this
-        // runs on every pass of the driver.
-        if !self.inner.has_raised.load(Ordering::Acquire)
-            || !self.inner.has_raised.swap(false, Ordering::AcqRel)
-        {
+        // A plain load first, inlined: the driver looks after every event,
+        // and the swap is a locked instruction.
+        if !self.inner.has_raised.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.take_raised_now()
+    }
+
+    fn take_raised_now(&self) -> Vec<(Error, bool)> {
+        if !self.inner.has_raised.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
         std::mem::take(&mut *lock(&self.inner.raised))

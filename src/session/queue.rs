@@ -199,6 +199,13 @@ impl<W> Queue<W> {
         }
     }
 
+    /// Whether `close` was called: one atomic load (the semaphore's state),
+    /// where the session's close token takes a lock, so the driver can look
+    /// after every event.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.permits.is_closed()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().items.is_empty()
     }

@@ -14,8 +14,12 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Adds `n`. Only the session's driver writes the counters (others
+    /// read snapshots), so this is a load and a store: a locked
+    /// read-modify-write, several per batch, is measurable.
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> SessionStats {

@@ -30,6 +30,13 @@ impl WsIo {
         if self.closing != Closing::Open {
             return Poll::Ready(Ok(None));
         }
+        if buf.is_empty() {
+            // What is left of the last message handed over still holds a
+            // reference to our read buffer: let it go, so that the buffer
+            // is reused in place when read into again rather than replaced
+            // by a new allocation on every read.
+            *buf = BytesMut::new();
+        }
         loop {
             // The pong for the last ping goes out before the next frame is
             // read: while it cannot be written nothing more is read, so at

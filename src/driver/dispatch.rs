@@ -1,0 +1,193 @@
+//! Dispatch: which event goes next, and the loop that collects finished
+//! calls and starts new ones.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use tokio_util::codec::{Decoder, Encoder};
+use tower::Service;
+
+use super::{
+    call::{self, Kind},
+    conn::{CallOf, Conn, Open, Phase},
+    pipeline::Pipeline,
+};
+use crate::{transport::Transport, BoxError, Error, Event, Request};
+
+/// Events started in one pass of dispatch.
+const PUMP: usize = 64;
+
+impl<T, C, R, W> Conn<T, C, R, W>
+where
+    T: Transport,
+    C: Decoder<Item = R> + Encoder<W, Error = <C as Decoder>::Error>,
+    <C as Decoder>::Error: Into<BoxError>,
+{
+    /// Collects finished calls and starts new ones while there is room in
+    /// flight and something to handle. Finishing and starting alternate
+    /// without leaving this loop, so a batch of packets handled by a ready
+    /// service costs one pass of the outer loop, not one per packet.
+    pub(super) fn dispatch<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        svc: &mut S,
+        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
+    ) -> bool
+    where
+        S: Service<Request<R, W>>,
+        S::Response: IntoIterator<Item = W>,
+        S::Error: Into<BoxError>,
+    {
+        let mut progress = false;
+        for _ in 0..PUMP {
+            // Finished calls first, in start order: their responses go out.
+            // (Looking first whether any is in flight saves a call per
+            // packet when the service answers at once.)
+            while !calls.is_empty() {
+                let Poll::Ready(Some((kind, result))) = calls.as_mut().poll_next(cx) else {
+                    break;
+                };
+                progress = true;
+                match result {
+                    Ok(response) => {
+                        if kind == Kind::Open {
+                            self.opened();
+                        }
+                        self.respond(response);
+                    }
+                    Err(e) => self.handler_failed(kind, e),
+                }
+            }
+            // What the finished calls raised or closed takes effect before
+            // the next packet is read.
+            self.absorb_raised();
+            self.drain_if_closed();
+            if calls.len() >= self.max_in_flight {
+                break;
+            }
+            let event = match self.open {
+                Open::Waiting => Kind::Open,
+                // Nothing else starts before `Open` answers.
+                Open::InFlight | Open::Refused => break,
+                Open::Accepted => match self.next_kind(cx) {
+                    Some(kind) => kind,
+                    None => break,
+                },
+            };
+            match call::poll_ready(svc, cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => {
+                    tracing::error!(%error, "service cannot take events; session abandoned");
+                    self.service_dead = true;
+                    return true;
+                }
+            }
+            let Some(event) = self.take_event(event) else {
+                break;
+            };
+            match call::start(svc, Request::new(self.session.clone(), event)) {
+                Ok(c) => calls.as_mut().push(c, self.session.ordered_responses()),
+                Err((kind, e)) => self.handler_failed(kind, e),
+            }
+            progress = true;
+        }
+        self.settle_budget();
+        self.flush_counts();
+        progress
+    }
+
+    /// `Open` answered: the session runs (unless it is already closing).
+    fn opened(&mut self) {
+        self.open = Open::Accepted;
+        if self.phase == Phase::Opening {
+            self.phase = Phase::Running;
+        }
+        tracing::debug!("session open");
+    }
+
+    /// Which event goes next, reading a packet if none is waiting: the
+    /// failure first, then reported errors and packets taking turns, then
+    /// a due tick.
+    fn next_kind(&mut self, cx: &mut Context<'_>) -> Option<Kind> {
+        if self.failure.is_some() {
+            return Some(Kind::Error);
+        }
+        if !self.reported.is_empty() && !self.after_report {
+            return Some(Kind::Error);
+        }
+        if self.pending_msg.is_none() && !self.pending_tick {
+            self.pending_msg = self.next_message(cx);
+        }
+        if self.failure.is_some() {
+            return Some(Kind::Error);
+        }
+        if self.pending_tick {
+            Some(Kind::Tick)
+        } else if self.pending_msg.is_some() {
+            Some(Kind::Message)
+        } else if !self.reported.is_empty() {
+            Some(Kind::Error)
+        } else {
+            None
+        }
+    }
+
+    fn take_event(&mut self, kind: Kind) -> Option<Event<R>> {
+        self.after_report = false;
+        match kind {
+            Kind::Open => {
+                self.open = Open::InFlight;
+                Some(Event::Open)
+            }
+            Kind::Error => match self.failure.take() {
+                Some(failure) => Some(Event::Error(failure)),
+                None => {
+                    self.after_report = true;
+                    self.reported.pop_front().map(Event::Error)
+                }
+            },
+            Kind::Tick => {
+                self.pending_tick = false;
+                if self.pending_msg.is_some() || !self.rbuf.is_empty() {
+                    // Input is waiting because our own stack holds it
+                    // back (a rate limit, a full pool): the peer is not
+                    // idle, so a heartbeat must not take it for idle.
+                    self.session.update_active();
+                }
+                Some(Event::Tick)
+            }
+            Kind::Message => self.pending_msg.take().map(Event::Message),
+            Kind::Close => None,
+        }
+    }
+
+    /// Takes the errors raised with `Session::report_error` and
+    /// `close_with_error` into the event order.
+    fn absorb_raised(&mut self) {
+        for (error, fatal) in self.session.take_raised() {
+            if fatal {
+                self.fail(error);
+            } else {
+                tracing::debug!(%error, "error reported");
+                self.reported.push_back(error);
+            }
+        }
+    }
+
+    fn handler_failed(&mut self, kind: Kind, error: Error) {
+        match kind {
+            Kind::Open => {
+                tracing::info!(%error, "session refused on open");
+                self.open = Open::Refused;
+                self.begin_drain();
+            }
+            Kind::Error | Kind::Close => {
+                tracing::warn!(event = kind.name(), %error, "service failed handling the event")
+            }
+            Kind::Message | Kind::Tick => self.fail(error),
+        }
+    }
+}
