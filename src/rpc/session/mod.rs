@@ -5,6 +5,7 @@ mod call;
 mod conn;
 mod handshake;
 mod pending;
+mod sweep;
 
 use std::{
     fmt,
