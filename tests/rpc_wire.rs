@@ -67,7 +67,7 @@ fn meta(pairs: &[(&str, &str)]) -> Meta {
     pairs.iter().copied().collect()
 }
 
-fn call(seq: i32, method: &str) -> Message {
+fn call(seq: i32, method: &'static str) -> Message {
     Message::new(MessageType::Call, seq, method)
 }
 
@@ -75,7 +75,7 @@ fn reply(seq: i32) -> Message {
     Message::new(MessageType::Reply, seq, "")
 }
 
-fn push(seq: i32, method: &str) -> Message {
+fn push(seq: i32, method: &'static str) -> Message {
     Message::new(MessageType::Push, seq, method)
 }
 

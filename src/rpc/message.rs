@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::{codec::CodecId, Meta, Status, XferPipe};
+use super::{codec::CodecId, Meta, ServiceMethod, Status, XferPipe};
 
 /// What a message is: erpc's `mtype` byte.
 ///
@@ -85,7 +85,7 @@ pub struct Message {
     /// What the message is.
     pub mtype: MessageType,
     /// The route, such as `/home/echo`; empty in replies.
-    pub service_method: String,
+    pub service_method: ServiceMethod,
     /// How the call went (OK on everything but failed replies).
     pub status: Status,
     /// The metadata.
@@ -100,7 +100,7 @@ pub struct Message {
 
 impl Message {
     /// A message with an OK status, no metadata, no body and no filters.
-    pub fn new(mtype: MessageType, seq: i32, service_method: impl Into<String>) -> Message {
+    pub fn new(mtype: MessageType, seq: i32, service_method: impl Into<ServiceMethod>) -> Message {
         Message {
             seq,
             mtype,

@@ -18,7 +18,7 @@ pub use self::balance::Balanced;
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
     session::Reserved,
-    Message, MessageType, Meta, Session, Status, XferPipe,
+    Message, MessageType, Meta, ServiceMethod, Session, Status, XferPipe,
 };
 
 /// A call as a tower request: a service method and an encoded body, with
@@ -35,7 +35,7 @@ use crate::rpc::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     /// The route.
-    pub service_method: String,
+    pub service_method: ServiceMethod,
     /// The metadata.
     pub meta: Meta,
     /// The body's codec.
@@ -48,7 +48,11 @@ pub struct Call {
 
 impl Call {
     /// A call with a body already encoded in `codec`.
-    pub fn new(service_method: impl Into<String>, codec: CodecId, body: impl Into<Bytes>) -> Call {
+    pub fn new(
+        service_method: impl Into<ServiceMethod>,
+        codec: CodecId,
+        body: impl Into<Bytes>,
+    ) -> Call {
         Call {
             service_method: service_method.into(),
             meta: Meta::new(),
@@ -64,7 +68,7 @@ impl Call {
     /// # Errors
     /// Status 500 when the argument cannot be encoded.
     pub fn encode<A: IntoBody>(
-        service_method: impl Into<String>,
+        service_method: impl Into<ServiceMethod>,
         arg: A,
         codec: CodecId,
         codecs: &Codecs,

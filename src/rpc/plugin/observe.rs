@@ -10,7 +10,7 @@ use std::{
 
 use pin_project::pin_project;
 
-use crate::rpc::{Inbound, Message, MessageType};
+use crate::rpc::{Inbound, Message, MessageType, ServiceMethod};
 
 /// How a route handled a message.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ pub(crate) trait Observer {
 pub(crate) struct Seen {
     pub(crate) mtype: MessageType,
     pub(crate) seq: i32,
-    pub(crate) service_method: String,
+    pub(crate) service_method: ServiceMethod,
     pub(crate) peer: crate::Addr,
 }
 

@@ -55,12 +55,14 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::io;
+use std::{io, ops::Range};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{codec::CodecId, xfer::XferFilters, Message, MessageType, Meta, Status, XferPipe};
+use super::{
+    codec::CodecId, xfer::XferFilters, Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
+};
 use crate::codec::PacketTooLarge;
 
 mod error;
@@ -143,10 +145,13 @@ impl RawProto {
     }
 
     /// Parses a whole frame.
-    fn parse(&self, frame: Bytes) -> Result<Message, ProtoError> {
+    fn parse(&self, mut frame: Bytes) -> Result<Message, ProtoError> {
         let n = usize::from(frame[4]);
         let pipe: XferPipe = frame[HEAD..HEAD + n].iter().copied().collect();
-        let mut payload = frame.slice(HEAD + n..);
+        // Advanced in place rather than sliced: each slice of a shared
+        // buffer is a reference count to take and drop.
+        frame.advance(HEAD + n);
+        let mut payload = frame;
         if n > 0 {
             if let Some(&id) = pipe.ids().iter().find(|id| !self.filters.contains(**id)) {
                 return Err(ProtoError::UnknownXferFilter(id));
@@ -156,25 +161,32 @@ impl RawProto {
                 .unpack(&pipe, payload, self.max_len)
                 .map_err(ProtoError::XferFilter)?;
         }
-        let mut r = Fields(payload);
-        let seq = parse_seq(&r.take("seq_len")?)?;
+        let mut r = Fields {
+            payload: &payload,
+            at: 0,
+        };
+        let seq = parse_seq(r.take("seq_len")?)?;
         let mtype = r.u8("mtype")?;
         let mtype = MessageType::from_u8(mtype).ok_or(ProtoError::UnknownMessageType(mtype))?;
-        let method = r.take("sm_len")?;
-        let service_method =
-            String::from_utf8(method.to_vec()).map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
-        let status = r.take_long("status_len")?;
-        let meta = r.take_long("meta_len")?;
+        let method = r.take_range("sm_len")?;
+        let status = Status::parse(r.take_long("status_len")?);
+        let meta = Meta::parse(r.take_long("meta_len")?);
         let body_codec = CodecId(r.u8("body_codec")?);
+        let body_at = r.at;
+        // A slice of the frame, not a copy (none at all when empty, as in
+        // replies).
+        let service_method = ServiceMethod::try_from(payload.slice(method))
+            .map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
+        payload.advance(body_at);
         Ok(Message {
             seq,
             mtype,
             service_method,
-            status: Status::parse(&status),
-            meta: Meta::parse(&meta),
+            status,
+            meta,
             body_codec,
-            // What is left: a slice of the frame, not a copy.
-            body: r.0,
+            // What is left: the frame itself, not a copy.
+            body: payload,
             xfer_pipe: pipe,
         })
     }
@@ -352,40 +364,56 @@ impl Encoder<Message> for RawProto {
     }
 }
 
-/// The fields of a payload, read front to back.
-struct Fields(Bytes);
+/// The fields of a payload, read front to back by position: borrowed,
+/// so reading a field touches no reference count.
+struct Fields<'a> {
+    payload: &'a [u8],
+    at: usize,
+}
 
-impl Fields {
+impl Fields<'_> {
     fn u8(&mut self, field: &'static str) -> Result<u8, ProtoError> {
-        if self.0.is_empty() {
-            return Err(ProtoError::Truncated { field });
-        }
-        Ok(self.0.get_u8())
+        let b = *self
+            .payload
+            .get(self.at)
+            .ok_or(ProtoError::Truncated { field })?;
+        self.at += 1;
+        Ok(b)
     }
 
     /// A field after its `u8` length.
-    fn take(&mut self, len_field: &'static str) -> Result<Bytes, ProtoError> {
+    fn take(&mut self, len_field: &'static str) -> Result<&[u8], ProtoError> {
+        let range = self.take_range(len_field)?;
+        Ok(&self.payload[range])
+    }
+
+    /// Where a field after its `u8` length lies.
+    fn take_range(&mut self, len_field: &'static str) -> Result<Range<usize>, ProtoError> {
         let len = usize::from(self.u8(len_field)?);
-        self.bytes(len_field, len)
+        self.range(len_field, len)
     }
 
     /// A field after its `u16` length.
-    fn take_long(&mut self, len_field: &'static str) -> Result<Bytes, ProtoError> {
-        if self.0.len() < 2 {
+    fn take_long(&mut self, len_field: &'static str) -> Result<&[u8], ProtoError> {
+        let Some(&[hi, lo]) = self.payload.get(self.at..self.at + 2) else {
             return Err(ProtoError::Truncated { field: len_field });
-        }
-        let len = usize::from(self.0.get_u16());
-        self.bytes(len_field, len)
+        };
+        self.at += 2;
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let range = self.range(len_field, len)?;
+        Ok(&self.payload[range])
     }
 
-    fn bytes(&mut self, len_field: &'static str, len: usize) -> Result<Bytes, ProtoError> {
-        if len > self.0.len() {
+    fn range(&mut self, len_field: &'static str, len: usize) -> Result<Range<usize>, ProtoError> {
+        if len > self.payload.len() - self.at {
             return Err(ProtoError::Overrun {
                 field: len_field,
                 len,
             });
         }
-        Ok(self.0.split_to(len))
+        let range = self.at..self.at + len;
+        self.at += len;
+        Ok(range)
     }
 }
 

@@ -3,7 +3,10 @@
 use std::fmt;
 
 use crate::{
-    rpc::{codec::CodecId, codec::IntoBody, Message, Meta, PushBuilder, Session, XferPipe},
+    rpc::{
+        codec::CodecId, codec::IntoBody, Message, Meta, PushBuilder, ServiceMethod, Session,
+        XferPipe,
+    },
     Addr,
 };
 
@@ -15,7 +18,7 @@ const REAL_IP: &str = "X-Real-IP";
 struct Input {
     session: Session,
     seq: i32,
-    service_method: String,
+    service_method: ServiceMethod,
     meta: Meta,
     body_codec: CodecId,
     xfer_pipe: XferPipe,
@@ -89,7 +92,7 @@ macro_rules! input_accessors {
         /// Pushes to the session the message came on.
         pub fn push<A: IntoBody>(
             &self,
-            service_method: impl Into<String>,
+            service_method: impl Into<ServiceMethod>,
             arg: A,
         ) -> PushBuilder<A> {
             self.input.session.push(service_method, arg)

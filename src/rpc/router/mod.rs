@@ -215,14 +215,14 @@ impl Router {
         match msg.mtype {
             MessageType::Call => Some(
                 self.calls
-                    .get(&msg.service_method)
+                    .get(msg.service_method.as_str())
                     .or(self.unknown_call.as_ref())
                     .cloned()
                     .unwrap_or_else(|| Route::new(Refuse)),
             ),
             MessageType::Push => self
                 .pushes
-                .get(&msg.service_method)
+                .get(msg.service_method.as_str())
                 .or(self.unknown_push.as_ref())
                 .cloned(),
             _ => None,

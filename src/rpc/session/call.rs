@@ -12,7 +12,7 @@ use std::{
 use super::{Conn, Session};
 use crate::rpc::{
     codec::{CodecId, FromBody, IntoBody},
-    Message, MessageType, Meta, Status, XferPipe,
+    Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
 };
 
 /// The metadata key of the codec a caller wants its reply in.
@@ -31,7 +31,7 @@ impl Options {
         self,
         session: &Session,
         mtype: MessageType,
-        service_method: String,
+        service_method: ServiceMethod,
         arg: A,
     ) -> Result<(Arc<Conn>, Message), Status> {
         let conn = session.conn()?;
@@ -90,7 +90,7 @@ enum Deadline {
 #[must_use = "a call does nothing until awaited"]
 pub struct CallBuilder<A, R> {
     session: Session,
-    service_method: String,
+    service_method: ServiceMethod,
     arg: A,
     options: Options,
     accept: Option<CodecId>,
@@ -109,7 +109,7 @@ impl<A, R> fmt::Debug for CallBuilder<A, R> {
 }
 
 impl<A: IntoBody, R: FromBody> CallBuilder<A, R> {
-    pub(crate) fn new(session: Session, service_method: String, arg: A) -> Self {
+    pub(crate) fn new(session: Session, service_method: ServiceMethod, arg: A) -> Self {
         CallBuilder {
             session,
             service_method,
@@ -216,7 +216,7 @@ impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R>
 #[must_use = "a push does nothing until awaited"]
 pub struct PushBuilder<A> {
     session: Session,
-    service_method: String,
+    service_method: ServiceMethod,
     arg: A,
     options: Options,
 }
@@ -231,7 +231,7 @@ impl<A> fmt::Debug for PushBuilder<A> {
 }
 
 impl<A: IntoBody> PushBuilder<A> {
-    pub(crate) fn new(session: Session, service_method: String, arg: A) -> Self {
+    pub(crate) fn new(session: Session, service_method: ServiceMethod, arg: A) -> Self {
         PushBuilder {
             session,
             service_method,

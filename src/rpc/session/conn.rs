@@ -10,16 +10,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::future::Future;
-
 use super::{
     handshake::Handshake,
-    pending::{Pending, Waiting},
+    pending::{Deadline, Pending},
 };
 use crate::rpc::{
     peer::PeerShared, plugin::heartbeat::SERVICE_METHOD as HEARTBEAT, Message, Status,
 };
-use crate::SendPermit;
+use crate::{SendError, SendPermit};
 
 /// One connection of a peer: the core's session of messages, the counter
 /// its originated messages take their seq from, and the calls waiting for
@@ -110,11 +108,21 @@ impl Conn {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<Message, Status> {
-        within(timeout, async {
-            let permit = self.session.reserve().await.map_err(|_| self.closed())?;
-            self.exchange(permit, msg).await
-        })
-        .await
+        let deadline = timeout.map(Deadline::after);
+        let permit = match self.session.try_reserve() {
+            Ok(permit) => permit,
+            // No timer unless there is a wait for room: the common case
+            // has room, and the reply's wait is timed by the sweeper.
+            Err(SendError::Blocked) => match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.at, self.session.reserve())
+                    .await
+                    .map_err(|_| deadline.expired())?,
+                None => self.session.reserve().await,
+            }
+            .map_err(|_| self.closed())?,
+            Err(_) => return Err(self.closed()),
+        };
+        self.exchange(permit, msg, deadline).await
     }
 
     /// Sends a call through a permit already held and waits for its reply,
@@ -125,30 +133,23 @@ impl Conn {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<Message, Status> {
-        within(timeout, self.exchange(permit, msg)).await
+        self.exchange(permit, msg, timeout.map(Deadline::after))
+            .await
     }
 
     async fn exchange(
         &self,
         permit: SendPermit<Message>,
         mut msg: Message,
+        deadline: Option<Deadline>,
     ) -> Result<Message, Status> {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
-        let reply = self.pending.register(msg.seq)?;
+        let reply = self.pending.register(msg.seq, deadline)?;
         self.note_traffic(&msg);
-        let mut waiting = Waiting {
-            pending: &self.pending,
-            seq: msg.seq,
-            done: false,
-        };
+        // Dropping `reply` on failure forgets the waiter.
         permit.send(msg).map_err(|_| self.closed())?;
-        let outcome = reply.await;
-        waiting.done = true;
-        match outcome {
-            Ok(outcome) => outcome,
-            Err(_) => Err(self.closed()),
-        }
+        reply.await
     }
 
     /// Queues a one-way message with this side's next seq.
@@ -175,21 +176,5 @@ impl Conn {
         };
         self.handshake.abandon(&status);
         self.pending.end(status);
-    }
-}
-
-/// `call` bounded by `timeout`: status 408 when it runs out.
-async fn within<F>(timeout: Option<Duration>, call: F) -> Result<Message, Status>
-where
-    F: Future<Output = Result<Message, Status>>,
-{
-    match timeout {
-        None => call.await,
-        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-            Err(Status::framework_with(
-                Status::CODE_HANDLE_TIMEOUT,
-                format!("no reply within {limit:?}"),
-            ))
-        }),
     }
 }

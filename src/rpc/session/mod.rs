@@ -5,6 +5,7 @@ mod call;
 mod conn;
 mod handshake;
 mod pending;
+mod sweep;
 
 use std::{
     fmt,
@@ -20,7 +21,7 @@ use self::handshake::{handshaken, HandshakeState};
 use crate::{
     rpc::{
         codec::{FromBody, IntoBody},
-        Message, Status,
+        Message, ServiceMethod, Status,
     },
     Addr, Client, SendPermit,
 };
@@ -271,7 +272,7 @@ impl Session {
     /// [`Proto`](crate::rpc::codec::Proto)).
     pub fn call<A: IntoBody, R: FromBody>(
         &self,
-        service_method: impl Into<String>,
+        service_method: impl Into<ServiceMethod>,
         arg: A,
     ) -> CallBuilder<A, R> {
         CallBuilder::new(self.clone(), service_method.into(), arg)
@@ -279,7 +280,11 @@ impl Session {
 
     /// Pushes `arg` to `service_method`: one way, no reply. Await the
     /// returned [`PushBuilder`]; it resolves once the message is queued.
-    pub fn push<A: IntoBody>(&self, service_method: impl Into<String>, arg: A) -> PushBuilder<A> {
+    pub fn push<A: IntoBody>(
+        &self,
+        service_method: impl Into<ServiceMethod>,
+        arg: A,
+    ) -> PushBuilder<A> {
         PushBuilder::new(self.clone(), service_method.into(), arg)
     }
 
