@@ -10,11 +10,11 @@ use std::{
 };
 
 use pin_project::pin_project;
-use tower::{util::Oneshot, Service, ServiceExt};
+use tower::Service;
 
 use crate::{
     rpc::{
-        router::{Inbound, Route},
+        router::{Inbound, RouteFuture},
         session::{Conn, Redial},
         Message, MessageType, Session, Status, XferPipe,
     },
@@ -31,7 +31,7 @@ pub(crate) enum EventFuture {
     /// A call or push on its route; a reply is checked before it is written.
     Routed {
         #[pin]
-        reply: Oneshot<Route, Inbound>,
+        reply: RouteFuture,
         conn: Arc<Conn>,
         call_pipe: XferPipe,
     },
@@ -100,7 +100,7 @@ impl Dispatch {
                     Some(route) => EventFuture::Routed {
                         conn: Arc::clone(&self.conn),
                         call_pipe: msg.xfer_pipe.clone(),
-                        reply: route.oneshot(Inbound {
+                        reply: route.dispatch(Inbound {
                             session: self.session(),
                             message: msg,
                         }),

@@ -1,20 +1,11 @@
 //! Handlers: async functions of a context and a typed argument, made
-//! into the tower services the router holds.
+//! into the routes the router holds.
 
-use std::{
-    convert::Infallible,
-    fmt,
-    future::Future,
-    marker::PhantomData,
-    panic::AssertUnwindSafe,
-    pin::Pin,
-    task::{Context, Poll},
-};
+use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe};
 
 use futures_util::FutureExt;
-use tower::Service;
 
-use super::{CallCtx, Inbound, PushCtx};
+use super::{CallCtx, Handle, Inbound, PushCtx, RouteFuture};
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
     session::ACCEPT_BODY_CODEC,
@@ -144,8 +135,6 @@ where
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 /// An inbound message taken apart for its handler: the body out of the
 /// message, and the peer's codecs to decode it with.
 struct Opened {
@@ -198,21 +187,13 @@ impl<H, A, R> CallService<H, A, R> {
     }
 }
 
-impl<H, A, R> Service<Inbound> for CallService<H, A, R>
+impl<H, A, R> Handle for CallService<H, A, R>
 where
     H: CallHandler<A, R>,
     A: FromBody + Send + 'static,
     R: IntoReply + Send + 'static,
 {
-    type Response = Option<Message>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Option<Message>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, inbound: Inbound) -> Self::Future {
+    fn handle(&self, inbound: Inbound) -> RouteFuture {
         let handler = self.handler.clone();
         Box::pin(async move {
             let Some(Opened {
@@ -271,20 +252,12 @@ impl<H, A> PushService<H, A> {
     }
 }
 
-impl<H, A> Service<Inbound> for PushService<H, A>
+impl<H, A> Handle for PushService<H, A>
 where
     H: PushHandler<A>,
     A: FromBody + Send + 'static,
 {
-    type Response = Option<Message>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Option<Message>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, inbound: Inbound) -> Self::Future {
+    fn handle(&self, inbound: Inbound) -> RouteFuture {
         let handler = self.handler.clone();
         Box::pin(async move {
             let Some(Opened {

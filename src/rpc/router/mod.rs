@@ -3,6 +3,7 @@
 mod catch;
 mod context;
 mod handler;
+mod route;
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use tower::{util::BoxCloneSyncService, Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 pub use self::context::{CallCtx, PushCtx};
 pub(crate) use self::handler::ReplyShape;
@@ -40,9 +41,8 @@ pub struct Inbound {
     pub message: Message,
 }
 
-/// A route: a tower service answering a call with its reply (`Some`), a
-/// push with `None`.
-pub type Route = BoxCloneSyncService<Inbound, Option<Message>, Infallible>;
+pub use self::route::Route;
+pub(crate) use self::route::{Handle, RouteFuture};
 
 /// Service methods to handlers (erpc's router), every route a tower
 /// service.
@@ -75,12 +75,26 @@ pub type Route = BoxCloneSyncService<Inbound, Option<Message>, Infallible>;
 /// let router = Router::new().nest("/home", home).push("/push/hello", hello);
 /// assert!(router.has_call("/home/echo") && router.has_push("/push/hello"));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Router {
     calls: HashMap<String, Route>,
     pushes: HashMap<String, Route>,
     unknown_call: Option<Route>,
     unknown_push: Option<Route>,
+    /// The answer to a call nobody takes (404, or 400 without a method).
+    refuse: Route,
+}
+
+impl Default for Router {
+    fn default() -> Router {
+        Router {
+            calls: HashMap::new(),
+            pushes: HashMap::new(),
+            unknown_call: None,
+            unknown_push: None,
+            refuse: Route::handler(Refuse),
+        }
+    }
 }
 
 impl fmt::Debug for Router {
@@ -112,8 +126,10 @@ impl Router {
         A: FromBody + Send + 'static,
         R: IntoReply + Send + 'static,
     {
-        self.calls
-            .insert(service_method.into(), Route::new(CallService::new(handler)));
+        self.calls.insert(
+            service_method.into(),
+            Route::handler(CallService::new(handler)),
+        );
         self
     }
 
@@ -123,8 +139,10 @@ impl Router {
         H: PushHandler<A>,
         A: FromBody + Send + 'static,
     {
-        self.pushes
-            .insert(service_method.into(), Route::new(PushService::new(handler)));
+        self.pushes.insert(
+            service_method.into(),
+            Route::handler(PushService::new(handler)),
+        );
         self
     }
 
@@ -137,8 +155,10 @@ impl Router {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        self.calls
-            .insert(service_method.into(), Route::new(CatchError::new(service)));
+        self.calls.insert(
+            service_method.into(),
+            Route::service(CatchError::new(service)),
+        );
         self
     }
 
@@ -149,7 +169,7 @@ impl Router {
         H: CallHandler<Raw, R>,
         R: IntoReply + Send + 'static,
     {
-        self.unknown_call = Some(Route::new(CallService::new(handler)));
+        self.unknown_call = Some(Route::handler(CallService::new(handler)));
         self
     }
 
@@ -159,7 +179,7 @@ impl Router {
     where
         H: PushHandler<Raw>,
     {
-        self.unknown_push = Some(Route::new(PushService::new(handler)));
+        self.unknown_push = Some(Route::handler(PushService::new(handler)));
         self
     }
 
@@ -190,12 +210,13 @@ impl Router {
         <L::Service as Service<Inbound>>::Error: Into<BoxError>,
         <L::Service as Service<Inbound>>::Future: Send + 'static,
     {
-        let wrap = |route: Route| Route::new(CatchError::new(layer.layer(route)));
+        let wrap = |route: Route| Route::service(CatchError::new(layer.layer(route)));
         Router {
             calls: self.calls.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
             pushes: self.pushes.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
             unknown_call: self.unknown_call.map(wrap),
             unknown_push: self.unknown_push.map(wrap),
+            refuse: self.refuse,
         }
     }
 
@@ -211,20 +232,18 @@ impl Router {
 
     /// The route a call or push goes to; `None` for a push nobody takes.
     /// A call always gets an answer (404 or 400 when there is no route).
-    pub(crate) fn route(&self, msg: &Message) -> Option<Route> {
+    pub(crate) fn route(&self, msg: &Message) -> Option<&Route> {
         match msg.mtype {
             MessageType::Call => Some(
                 self.calls
                     .get(msg.service_method.as_str())
                     .or(self.unknown_call.as_ref())
-                    .cloned()
-                    .unwrap_or_else(|| Route::new(Refuse)),
+                    .unwrap_or(&self.refuse),
             ),
             MessageType::Push => self
                 .pushes
                 .get(msg.service_method.as_str())
-                .or(self.unknown_push.as_ref())
-                .cloned(),
+                .or(self.unknown_push.as_ref()),
             _ => None,
         }
     }
@@ -235,16 +254,8 @@ impl Router {
 #[derive(Debug, Clone, Copy)]
 struct Refuse;
 
-impl Service<Inbound> for Refuse {
-    type Response = Option<Message>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Option<Message>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, inbound: Inbound) -> Self::Future {
+impl Handle for Refuse {
+    fn handle(&self, inbound: Inbound) -> RouteFuture {
         let msg = &inbound.message;
         let status = if msg.service_method.is_empty() {
             Status::framework_with(
@@ -255,7 +266,9 @@ impl Service<Inbound> for Refuse {
             Status::framework(Status::CODE_NOT_FOUND)
         };
         let codecs = Default::default();
-        std::future::ready(Ok(Some(ReplyShape::of(msg, &codecs).failed(status))))
+        Box::pin(std::future::ready(Ok(Some(
+            ReplyShape::of(msg, &codecs).failed(status),
+        ))))
     }
 }
 
@@ -270,7 +283,7 @@ impl Service<Inbound> for Router {
 
     fn call(&mut self, inbound: Inbound) -> Self::Future {
         match self.route(&inbound.message) {
-            Some(route) => Box::pin(route.oneshot(inbound)),
+            Some(route) => route.dispatch(inbound),
             None => {
                 tracing::warn!(
                     service_method = %inbound.message.service_method,

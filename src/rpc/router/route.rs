@@ -1,0 +1,104 @@
+//! [`Route`]: what a service method leads to, a handler as it is or a
+//! layered tower service.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tower::{util::BoxCloneSyncService, Service, ServiceExt};
+
+use super::Inbound;
+use crate::rpc::Message;
+
+/// The future of a route's answer.
+pub(crate) type RouteFuture =
+    Pin<Box<dyn Future<Output = Result<Option<Message>, Infallible>> + Send>>;
+
+/// What a route does when called through a shared reference: a handler
+/// needs no `&mut` (it clones what it needs into its future).
+pub(crate) trait Handle: Send + Sync + 'static {
+    fn handle(&self, inbound: Inbound) -> RouteFuture;
+}
+
+/// A route: a tower service answering a call with its reply (`Some`), a
+/// push with `None`. A layer given to [`Router::layer`](super::Router::layer)
+/// wraps it like any service.
+///
+/// A route made straight from a handler is called through a shared
+/// reference, without the clone of a boxed service and the extra boxing a
+/// `tower::util::BoxCloneSyncService` costs per call; a layered route is
+/// such a boxed service, driven the tower way (`poll_ready`, then `call`).
+#[derive(Clone)]
+pub struct Route {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Handler(Arc<dyn Handle>),
+    Service(BoxCloneSyncService<Inbound, Option<Message>, Infallible>),
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Handler(_) => "Route::Handler",
+            Kind::Service(_) => "Route::Service",
+        })
+    }
+}
+
+impl Route {
+    pub(crate) fn handler(handle: impl Handle) -> Route {
+        Route {
+            kind: Kind::Handler(Arc::new(handle)),
+        }
+    }
+
+    pub(crate) fn service<S>(service: S) -> Route
+    where
+        S: Service<Inbound, Response = Option<Message>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Route {
+            kind: Kind::Service(BoxCloneSyncService::new(service)),
+        }
+    }
+
+    /// Runs the route once for `inbound`, from a shared reference.
+    pub(crate) fn dispatch(&self, inbound: Inbound) -> RouteFuture {
+        match &self.kind {
+            Kind::Handler(handle) => handle.handle(inbound),
+            Kind::Service(service) => Box::pin(service.clone().oneshot(inbound)),
+        }
+    }
+}
+
+impl Service<Inbound> for Route {
+    type Response = Option<Message>;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match &mut self.kind {
+            Kind::Handler(_) => Poll::Ready(Ok(())),
+            Kind::Service(service) => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, inbound: Inbound) -> RouteFuture {
+        match &mut self.kind {
+            Kind::Handler(handle) => handle.handle(inbound),
+            Kind::Service(service) => service.call(inbound),
+        }
+    }
+}
