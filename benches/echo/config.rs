@@ -1,10 +1,10 @@
 //! The bench's knobs: each is an environment variable `ECHO_<NAME>` or a
 //! flag `--<name> VALUE` after `cargo bench --bench echo --` (a flag wins).
 
-use std::{collections::HashMap, env};
+use crate::knobs::{Knob, Spec};
 
 /// Every knob: the flag's name, its default, what it sets.
-pub(crate) const KNOBS: &[(&str, &str, &str)] = &[
+const KNOBS: &[Knob] = &[
     ("secs", "4", "measured seconds per run, after the warm-up"),
     ("warmup-secs", "1", "seconds of load before measuring"),
     (
@@ -51,6 +51,12 @@ const SMOKE: &[(&str, &str)] = &[
     ("idle-sessions", "1000"),
 ];
 
+static SPEC: Spec = Spec {
+    prefix: "ECHO",
+    knobs: KNOBS,
+    smoke: SMOKE,
+};
+
 pub(crate) struct Config {
     /// Started without `--bench`: the `SMOKE` defaults apply.
     pub(crate) smoke: bool,
@@ -76,86 +82,22 @@ pub(crate) enum Parsed {
     Help,
 }
 
-/// The knob's value: the flag, else `ECHO_<NAME>`, else the default.
-struct Values {
-    flags: HashMap<String, String>,
-    smoke: bool,
-}
-
-impl Values {
-    fn raw(&self, name: &str) -> String {
-        if let Some(v) = self.flags.get(name) {
-            return v.clone();
-        }
-        env::var(env_name(name)).unwrap_or_else(|_| {
-            let smoke = SMOKE.iter().filter(|_| self.smoke);
-            smoke
-                .map(|(n, d)| (n, d))
-                .chain(KNOBS.iter().map(|(n, d, _)| (n, d)))
-                .find(|(n, _)| **n == name)
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default()
-        })
-    }
-
-    fn get<T: std::str::FromStr>(&self, name: &str) -> Result<T, String> {
-        let v = self.raw(name);
-        v.parse()
-            .map_err(|_| format!("--{name} / {}: `{v}` is not valid", env_name(name)))
-    }
-}
-
-pub(crate) fn env_name(flag: &str) -> String {
-    format!("ECHO_{}", flag.to_uppercase().replace('-', "_"))
-}
-
+/// The help text.
 pub(crate) fn usage() -> String {
-    let mut s = String::from(
+    SPEC.usage(
         "usage: cargo bench --bench echo [-- --NAME VALUE ...]\n\
          every knob is also an environment variable ECHO_NAME (upper case, _ for -).\n\
          Without --bench (as cargo test runs it) it makes a smoke run: 1 round of 0.3 s\n\
          per part and 1000 idle sessions unless set otherwise.\n",
-    );
-    for (name, default, what) in KNOBS {
-        let default = if default.is_empty() { "-" } else { default };
-        s.push_str(&format!("  --{name:<14} [{default:>5}]  {what}\n"));
-    }
-    s
+    )
 }
 
 impl Config {
     pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
-        let mut flags = HashMap::new();
-        let mut smoke = true;
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            // `cargo bench` passes `--bench` to every bench binary; `cargo
-            // test` passes nothing.
-            if arg == "--bench" {
-                smoke = false;
-                continue;
-            }
-            if arg == "-h" || arg == "--help" {
-                return Ok(Parsed::Help);
-            }
-            let Some(flag) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument `{arg}`"));
-            };
-            let (name, value) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_owned(), v.to_owned()),
-                None => {
-                    let value = args
-                        .next()
-                        .ok_or_else(|| format!("`--{flag}` needs a value"))?;
-                    (flag.to_owned(), value)
-                }
-            };
-            if !KNOBS.iter().any(|(n, ..)| *n == name) {
-                return Err(format!("unknown flag `--{name}`"));
-            }
-            flags.insert(name, value);
-        }
-        let v = Values { flags, smoke };
+        let Some(v) = SPEC.parse(args)? else {
+            return Ok(Parsed::Help);
+        };
+        let smoke = v.smoke;
         let c = Config {
             smoke,
             secs: v.get("secs")?,

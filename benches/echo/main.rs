@@ -53,6 +53,7 @@
 mod child;
 mod config;
 mod cpu;
+mod knobs;
 mod load;
 mod memory;
 mod part;

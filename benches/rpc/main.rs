@@ -61,6 +61,8 @@
 mod child;
 #[path = "../echo/cpu.rs"]
 mod cpu;
+#[path = "../echo/knobs.rs"]
+mod knobs;
 #[path = "../echo/load.rs"]
 mod load;
 #[path = "../echo/part.rs"]
