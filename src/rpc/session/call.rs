@@ -9,11 +9,15 @@ use std::{
     time::Duration,
 };
 
-use super::{Conn, Session};
+use super::{
+    pending::{Deadline as PendingDeadline, Reply},
+    Conn, Session,
+};
 use crate::rpc::{
     codec::{CodecId, FromBody, IntoBody},
     Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
 };
+use crate::SendError;
 
 /// The metadata key of the codec a caller wants its reply in.
 pub(crate) const ACCEPT_BODY_CODEC: &str = "X-Accept-Body-Codec";
@@ -184,22 +188,55 @@ impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R>
                 .set(ACCEPT_BODY_CODEC, accept.as_u8().to_string());
         }
         // Encoded now, on the connection of the moment, so the future holds
-        // no borrow of the argument.
-        let message = options.message(&session, MessageType::Call, service_method, arg);
+        // no borrow of the argument; and sent now when the queue has room
+        // (`.await` makes the future and polls it at once), so the future
+        // only waits for the reply: small, and nothing moved through it.
+        let started = options
+            .message(&session, MessageType::Call, service_method, arg)
+            .and_then(|(conn, msg)| {
+                let timeout = match deadline {
+                    Deadline::PeerDefault => conn.peer.call_timeout,
+                    Deadline::Within(limit) => Some(limit),
+                    Deadline::Unbounded => None,
+                };
+                match conn.session.try_reserve() {
+                    Ok(permit) => {
+                        let reply = conn.start(permit, msg, timeout.map(PendingDeadline::after))?;
+                        Ok(Started::Sent { conn, reply })
+                    }
+                    Err(SendError::Blocked) => Ok(Started::Blocked { conn, msg, timeout }),
+                    Err(_) => Err(conn.closed()),
+                }
+            });
         Box::pin(async move {
-            let (conn, msg) = message?;
-            let timeout = match deadline {
-                Deadline::PeerDefault => conn.peer.call_timeout,
-                Deadline::Within(limit) => Some(limit),
-                Deadline::Unbounded => None,
+            let (conn, reply) = match started? {
+                Started::Sent { conn, reply } => {
+                    let reply = reply.await?;
+                    (conn, reply)
+                }
+                Started::Blocked { conn, msg, timeout } => {
+                    let reply = conn.call(msg, timeout).await?;
+                    (conn, reply)
+                }
             };
-            let reply = conn.call(msg, timeout).await?;
             if !reply.status.is_ok() {
                 return Err(reply.status);
             }
             R::from_body(reply.body_codec, reply.body, &conn.peer.codecs)
         })
     }
+}
+
+/// A call as `into_future` leaves it.
+enum Started {
+    /// On its way; the reply is awaited.
+    Sent { conn: Arc<Conn>, reply: Reply },
+    /// The queue was full: waiting for room (timed) comes first.
+    Blocked {
+        conn: Arc<Conn>,
+        msg: Message,
+        timeout: Option<Duration>,
+    },
 }
 
 /// A push on its way: set options, then `.await` it; it resolves once the

@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     handshake::Handshake,
-    pending::{Deadline, Pending},
+    pending::{Deadline, Pending, Reply},
 };
 use crate::rpc::{
     peer::PeerShared, plugin::heartbeat::SERVICE_METHOD as HEARTBEAT, Message, Status,
@@ -140,16 +140,26 @@ impl Conn {
     async fn exchange(
         &self,
         permit: SendPermit<Message>,
-        mut msg: Message,
+        msg: Message,
         deadline: Option<Deadline>,
     ) -> Result<Message, Status> {
+        self.start(permit, msg, deadline)?.await
+    }
+
+    /// Sends a call through `permit` now and returns the wait for its
+    /// reply (dropping it forgets the waiter).
+    pub(crate) fn start(
+        &self,
+        permit: SendPermit<Message>,
+        mut msg: Message,
+        deadline: Option<Deadline>,
+    ) -> Result<Reply, Status> {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq, deadline)?;
         self.note_traffic(&msg);
-        // Dropping `reply` on failure forgets the waiter.
         permit.send(msg).map_err(|_| self.closed())?;
-        reply.await
+        Ok(reply)
     }
 
     /// Queues a one-way message with this side's next seq.

@@ -147,11 +147,7 @@ impl Pending {
 
     /// Registers a waiter for `seq`, failed with 408 at `deadline`;
     /// await the returned [`Reply`] for its outcome.
-    pub(crate) fn register(
-        &self,
-        seq: i32,
-        deadline: Option<Deadline>,
-    ) -> Result<Reply<'_>, Status> {
+    pub(crate) fn register(&self, seq: i32, deadline: Option<Deadline>) -> Result<Reply, Status> {
         let mut state = self.lock();
         if let Some(why) = &state.ended {
             return Err(why.clone());
@@ -179,7 +175,7 @@ impl Pending {
             }
         }
         Ok(Reply {
-            pending: self,
+            shared: Arc::clone(&self.shared),
             seq,
             done: false,
         })
@@ -259,17 +255,18 @@ impl Drop for Pending {
 /// caller stopped waiting, as tower's `Timeout` does), it takes its slot
 /// with it: a reply coming later is late.
 #[must_use = "a reply does nothing unless awaited"]
-pub(crate) struct Reply<'a> {
-    pending: &'a Pending,
+pub(crate) struct Reply {
+    /// Owned, so a call can be sent before its future is first polled.
+    shared: Arc<Shared>,
     seq: i32,
     done: bool,
 }
 
-impl Future for Reply<'_> {
+impl Future for Reply {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let mut state = self.pending.lock();
+        let mut state = self.shared.lock();
         let Some(slot) = state.waiters.get_mut(&self.seq) else {
             // Only a slot taken by an earlier poll: the outcome is gone.
             let why = state.ended.clone();
@@ -293,10 +290,10 @@ impl Future for Reply<'_> {
     }
 }
 
-impl Drop for Reply<'_> {
+impl Drop for Reply {
     fn drop(&mut self) {
         if !self.done {
-            self.pending.lock().waiters.remove(&self.seq);
+            self.shared.lock().waiters.remove(&self.seq);
         }
     }
 }
