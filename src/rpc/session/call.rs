@@ -69,7 +69,10 @@ enum Deadline {
 
 /// A call on its way: set options, then `.await` it for the typed reply
 /// (teleport's `Call` with its settings). The reply type `R` is inferred
-/// from how the result is used.
+/// from how the result is used. The call goes out when its future is made
+/// (by `.await`, or `IntoFuture::into_future`) if the session's queue has
+/// room, else once room comes; dropping the future before the reply
+/// forgets the call (a reply that comes later is counted late).
 ///
 /// ```no_run
 /// use getty::rpc::{codec::CodecId, Session, Status};
