@@ -70,6 +70,15 @@ pub(crate) struct Dispatch {
     redial: Option<Arc<Redial>>,
     /// Why the session failed, for the status its waiting calls get.
     failure: Option<crate::Error>,
+    /// Whether the connection's end was handled (on `Close`, or on drop
+    /// for a session that ended without one): it is handled once.
+    life: Life,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Running,
+    Ended,
 }
 
 impl Dispatch {
@@ -78,6 +87,7 @@ impl Dispatch {
             conn,
             redial,
             failure: None,
+            life: Life::Running,
         }
     }
 
@@ -129,14 +139,25 @@ impl Dispatch {
     }
 
     fn close(&mut self) {
+        if std::mem::replace(&mut self.life, Life::Ended) == Life::Ended {
+            return;
+        }
         self.conn.end(self.failure.as_ref());
         self.conn.peer.forget(self.conn.session.id());
         if let Some(redial) = &self.redial {
             redial.clear_if(&self.conn);
             // The core client reconnects after every session that started
-            // (its attempt limit counts failed connects only); "never
-            // redial" has to stop it here.
-            if self.conn.peer.redial_times == Some(0) {
+            // (its attempt limit counts failed connects only): "never
+            // redial" has to stop it here, and so does a limit that a run
+            // of refused handshakes (a revoked credential) has used up,
+            // or it would redial forever.
+            let refused = redial.count_refusal(self.conn.handshake.failed());
+            let give_up = match self.conn.peer.redial_times {
+                Some(0) => true,
+                Some(limit) => refused >= limit,
+                None => false,
+            };
+            if give_up {
                 if let Some(client) = redial.client() {
                     client.close();
                 }

@@ -221,7 +221,9 @@ impl PeerBuilder {
 
     /// How many times in a row a dialed session tries to dial again after
     /// losing its connection (erpc's `RedialTimes`; default `None`: without
-    /// limit; `Some(0)`: never).
+    /// limit; `Some(0)`: never). A redial whose handshake the peer refuses
+    /// (an auth plugin's 401: a revoked credential) counts as failed, so a
+    /// refused session stops after this many, where erpc redials forever.
     pub fn redial_times(mut self, times: Option<u32>) -> Self {
         self.redial_times = times;
         self

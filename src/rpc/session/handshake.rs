@@ -55,6 +55,11 @@ impl Handshake {
         });
     }
 
+    /// Whether the exchange failed (an auth refusal, say).
+    pub(crate) fn failed(&self) -> bool {
+        matches!(*self.0.borrow(), HandshakeState::Failed(_))
+    }
+
     /// A handle to wait on from elsewhere (the handshake itself lives as
     /// long as its connection).
     pub(crate) fn watch(&self) -> watch::Receiver<HandshakeState> {

@@ -9,7 +9,10 @@ mod sweep;
 
 use std::{
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -71,6 +74,10 @@ pub(crate) struct Redial {
     /// The handshake of the connection opened last, kept after it closes so
     /// the dialer learns why it failed.
     handshake: Mutex<Option<tokio::sync::watch::Receiver<HandshakeState>>>,
+    /// Connections in a row whose handshake failed (refused by the peer's
+    /// auth): the core client counts them as connected, so the redial
+    /// limit is kept here.
+    refused: AtomicU32,
 }
 
 impl Redial {
@@ -81,6 +88,7 @@ impl Redial {
             target,
             waiting: Mutex::new(Vec::new()),
             handshake: Mutex::new(None),
+            refused: AtomicU32::new(0),
         }
     }
 
@@ -102,6 +110,17 @@ impl Redial {
             let waiting =
                 std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
             waiting.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// Counts a connection that ended: one whose handshake failed adds to
+    /// the refusals in a row, any other clears them. Returns the count.
+    pub(crate) fn count_refusal(&self, refused: bool) -> u32 {
+        if refused {
+            self.refused.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.refused.store(0, Ordering::Relaxed);
+            0
         }
     }
 
