@@ -81,7 +81,7 @@ where
 
     fn call(&mut self, inbound: Inbound) -> Self::Future {
         let mtype = inbound.message.mtype;
-        let shape = ReplyShape::of(&inbound.message, &Default::default());
+        let shape = ReplyShape::of(&inbound.message);
         let method = inbound.message.service_method.clone();
         if let Some(status) = self.not_ready.take() {
             return Box::pin(std::future::ready(Ok(answer(

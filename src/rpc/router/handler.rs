@@ -206,8 +206,7 @@ where
             else {
                 return Ok(None);
             };
-            let mut shape = ReplyShape::of(&message, &codecs);
-            shape.default_codec = default_codec;
+            let shape = ReplyShape::of(&message);
             let ctx = CallCtx::take(session, &mut message);
             let arg = match A::from_body(message.body_codec, body, &codecs) {
                 Ok(arg) => arg,
@@ -217,12 +216,9 @@ where
                 .catch_unwind()
                 .await;
             Ok(Some(match outcome {
-                Ok(Ok(value)) => shape.answer(value.into_reply(), &codecs),
+                Ok(Ok(value)) => shape.answer(value.into_reply(), &codecs, default_codec),
                 Ok(Err(status)) => shape.failed(status),
-                Err(panic) => shape.failed(Status::framework_with(
-                    Status::CODE_INTERNAL_SERVER_ERROR,
-                    format!("handler panicked: {}", crate::error::panic_message(&*panic)),
-                )),
+                Err(panic) => shape.failed(panicked(&*panic)),
             }))
         })
     }
@@ -270,18 +266,14 @@ where
             else {
                 return Ok(None);
             };
+            // A cheap clone (it shares the frame), kept for the log.
+            let method = message.service_method.clone();
             let ctx = PushCtx::take(session, &mut message);
-            let method = ctx.service_method().to_owned();
             let outcome = match A::from_body(message.body_codec, body, &codecs) {
                 Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|panic| {
-                        Err(Status::framework_with(
-                            Status::CODE_INTERNAL_SERVER_ERROR,
-                            format!("handler panicked: {}", crate::error::panic_message(&*panic)),
-                        ))
-                    }),
+                    .unwrap_or_else(|panic| Err(panicked(&*panic))),
                 Err(status) => Err(status),
             };
             if let Err(status) = outcome {
@@ -292,13 +284,24 @@ where
     }
 }
 
+/// The status of a handler that panicked: 500, naming the panic.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Status {
+    Status::framework_with(
+        Status::CODE_INTERNAL_SERVER_ERROR,
+        format!("handler panicked: {}", crate::error::panic_message(panic)),
+    )
+}
+
 /// What a reply to a call keeps of the call: its seq, its filters, the
 /// codec to answer in.
 pub(crate) struct ReplyShape {
     seq: i32,
     xfer: XferPipe,
+    /// The call's codec.
     codec: CodecId,
-    default_codec: CodecId,
+    /// What its `X-Accept-Body-Codec` asked for (1–3 digits, not 0);
+    /// honoured when the codec is known.
+    accept: Option<CodecId>,
 }
 
 impl fmt::Debug for ReplyShape {
@@ -311,21 +314,20 @@ impl fmt::Debug for ReplyShape {
 }
 
 impl ReplyShape {
-    /// The shape of the reply to `call`: the codec is a valid
-    /// `X-Accept-Body-Codec` (1–3 digits, not 0, known), else the call's.
-    pub(crate) fn of(call: &Message, codecs: &Codecs) -> ReplyShape {
-        let accepted = call
+    /// The shape of the reply to `call`.
+    pub(crate) fn of(call: &Message) -> ReplyShape {
+        let accept = call
             .meta
             .get(ACCEPT_BODY_CODEC)
             .filter(|v| (1..=3).contains(&v.len()))
             .and_then(|v| v.parse::<u8>().ok())
             .map(CodecId)
-            .filter(|c| *c != CodecId::NONE && codecs.contains(*c));
+            .filter(|c| *c != CodecId::NONE);
         ReplyShape {
             seq: call.seq,
             xfer: call.xfer_pipe.clone(),
-            codec: accepted.unwrap_or(call.body_codec),
-            default_codec: CodecId::JSON,
+            codec: call.body_codec,
+            accept,
         }
     }
 
@@ -336,11 +338,19 @@ impl ReplyShape {
             .with_xfer_pipe(self.xfer)
     }
 
-    /// A successful reply, or a 500 when the value does not encode.
-    pub(crate) fn answer<T: IntoBody>(mut self, reply: Reply<T>, codecs: &Codecs) -> Message {
-        let codec = match reply.codec {
+    /// A successful reply, or a 500 when the value does not encode. Its
+    /// codec: the handler's, else a known accepted one, else the call's,
+    /// else `default_codec` (a call without a body).
+    pub(crate) fn answer<T: IntoBody>(
+        mut self,
+        reply: Reply<T>,
+        codecs: &Codecs,
+        default_codec: CodecId,
+    ) -> Message {
+        let accepted = self.accept.filter(|c| codecs.contains(*c));
+        let codec = match reply.codec.or(accepted) {
             Some(codec) => codec,
-            None if self.codec == CodecId::NONE => self.default_codec,
+            None if self.codec == CodecId::NONE => default_codec,
             None => self.codec,
         };
         for id in reply.xfer.ids() {

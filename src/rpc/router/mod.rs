@@ -265,9 +265,8 @@ impl Handle for Refuse {
         } else {
             Status::framework(Status::CODE_NOT_FOUND)
         };
-        let codecs = Default::default();
         Box::pin(std::future::ready(Ok(Some(
-            ReplyShape::of(msg, &codecs).failed(status),
+            ReplyShape::of(msg).failed(status),
         ))))
     }
 }
