@@ -119,6 +119,15 @@ impl ChildProc {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// The address a server child reports once listening: its first line,
+    /// `listening on ADDR`, waited for at most 30 s.
+    pub(crate) fn listening_addr(&self) -> Result<std::net::SocketAddr, String> {
+        let line = self.line(Duration::from_secs(30))?;
+        line.strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("the {} said `{line}`", self.name))
+    }
+
     /// The child's next line on stdout, waiting at most `limit`.
     pub(crate) fn line(&self, limit: Duration) -> Result<String, String> {
         match self.lines.recv_timeout(limit) {

@@ -93,11 +93,7 @@ impl ServerProc {
         }
         let name = format!("{} {} server", spec.part.name(), kind.name());
         let proc = ChildProc::spawn(&name, ROLE, spec.cpu, &envs)?;
-        let line = proc.line(Duration::from_secs(30))?;
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("the {name} said `{line}`"))?;
+        let addr = proc.listening_addr()?;
         Ok(ServerProc { kind, addr, proc })
     }
 

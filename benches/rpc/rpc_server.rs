@@ -96,11 +96,7 @@ impl RpcServerProc {
         ];
         let name = format!("{} server", rpc.name());
         let proc = ChildProc::spawn(&name, ROLE, cpu, &envs)?;
-        let line = proc.line(Duration::from_secs(30))?;
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("the {name} said `{line}`"))?;
+        let addr = proc.listening_addr()?;
         Ok(RpcServerProc { rpc, addr, proc })
     }
 
