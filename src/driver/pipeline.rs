@@ -16,6 +16,12 @@ use pin_project::pin_project;
 /// order), each allocating one task node per call and made when first used.
 /// A call goes into the one its session's setting names when it starts, so
 /// the setting can change on a live session.
+///
+/// An unordered call takes the inline slot when it is free: a service that
+/// answers at once (most RPC handlers) then never allocates a node, the
+/// slot being free again by the time the next call starts. An ordered call
+/// never does (above one in flight): its answer must wait for the ones
+/// started before it, which the `FuturesOrdered` keeps in line.
 #[pin_project]
 pub(crate) struct Pipeline<F: Future> {
     #[pin]
@@ -47,7 +53,7 @@ impl<F: Future> Pipeline<F> {
 
     pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
         let mut this = self.project();
-        if *this.single {
+        if *this.single || (!ordered && this.one.is_none()) {
             debug_assert!(this.one.is_none());
             this.one.set(Some(fut));
         } else if ordered {
@@ -65,12 +71,18 @@ impl<F: Future> Pipeline<F> {
     /// `Ready(None)` when none is in flight.
     pub(crate) fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let mut this = self.project();
-        if let Some(fut) = this.one.as_mut().as_pin_mut() {
-            let out = std::task::ready!(fut.poll(cx));
-            this.one.set(None);
-            return Poll::Ready(Some(out));
-        }
         let mut pending = false;
+        if let Some(fut) = this.one.as_mut().as_pin_mut() {
+            match fut.poll(cx) {
+                Poll::Ready(out) => {
+                    this.one.set(None);
+                    return Poll::Ready(Some(out));
+                }
+                // Alone when single; else the sets below have their turn.
+                Poll::Pending if *this.single => return Poll::Pending,
+                Poll::Pending => pending = true,
+            }
+        }
         if let Some(ordered) = this.ordered.as_mut().filter(|o| !o.is_empty()) {
             match ordered.poll_next_unpin(cx) {
                 Poll::Ready(Some(out)) => return Poll::Ready(Some(out)),

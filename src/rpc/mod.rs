@@ -26,6 +26,6 @@ pub use self::method::ServiceMethod;
 pub use self::peer::{Peer, PeerBuilder, SessionStack, Target};
 pub use self::proto::{ProtoError, RawProto};
 pub use self::router::{CallCtx, Inbound, PushCtx, Reply, Router};
-pub use self::session::{CallBuilder, PushBuilder, Session};
+pub use self::session::{CallBuilder, CallFuture, PushBuilder, Session};
 pub use self::status::Status;
 pub use self::xfer::{XferFilters, XferPipe};

@@ -114,18 +114,16 @@ impl<W> Session<W> {
         self.inner.queue.wake_driver();
     }
 
-    /// Takes the raised errors, oldest first (for the driver).
+    /// Whether errors were raised since the driver last took them: a plain
+    /// load, inlined (the driver looks after every event, and the swap in
+    /// `take_raised` is a locked instruction).
     #[inline]
-    pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
-        // A plain load first, inlined: the driver looks after every event,
-        // and the swap is a locked instruction.
-        if !self.inner.has_raised.load(Ordering::Acquire) {
-            return Vec::new();
-        }
-        self.take_raised_now()
+    pub(crate) fn has_raised(&self) -> bool {
+        self.inner.has_raised.load(Ordering::Acquire)
     }
 
-    fn take_raised_now(&self) -> Vec<(Error, bool)> {
+    /// Takes the raised errors, oldest first (for the driver).
+    pub(crate) fn take_raised(&self) -> Vec<(Error, bool)> {
         if !self.inner.has_raised.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }

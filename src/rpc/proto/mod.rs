@@ -210,8 +210,8 @@ impl RawProto {
         if let Some(&id) = ids.iter().find(|id| !self.filters.contains(**id)) {
             return Err(ProtoError::UnknownXferFilter(id).invalid_input());
         }
-        dst.put_u32(0); // patched below, once the size is known
-        dst.put_u8(n);
+        // The size is patched below, once known.
+        dst.put_slice(&[0, 0, 0, 0, n]);
         dst.put_slice(ids);
         if ids.is_empty() {
             // The hot path: the payload goes straight into `dst`.
@@ -428,17 +428,18 @@ fn parse_seq(text: &[u8]) -> Result<i32, ProtoError> {
         })
 }
 
-/// Appends the seq's length and text: lowercase signed base-36, as Go's
-/// `strconv.FormatInt(seq, 36)` writes it.
-fn put_seq(dst: &mut BytesMut, seq: i32) {
+/// Writes the seq's length and text at the start of `buf`: lowercase
+/// signed base-36, as Go's `strconv.FormatInt(seq, 36)` writes it.
+/// Returns how many bytes it wrote.
+fn seq_text(buf: &mut [u8; SEQ_HEAD], seq: i32) -> usize {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     // i32::MIN is "-zik0zk", the longest: 7 bytes.
-    let mut buf = [0u8; 7];
-    let mut i = buf.len();
+    let mut text = [0u8; 7];
+    let mut i = text.len();
     let mut n = seq.unsigned_abs();
     loop {
         i -= 1;
-        buf[i] = DIGITS[(n % 36) as usize];
+        text[i] = DIGITS[(n % 36) as usize];
         n /= 36;
         if n == 0 {
             break;
@@ -446,27 +447,52 @@ fn put_seq(dst: &mut BytesMut, seq: i32) {
     }
     if seq < 0 {
         i -= 1;
-        buf[i] = b'-';
+        text[i] = b'-';
     }
-    dst.put_u8((buf.len() - i) as u8);
-    dst.put_slice(&buf[i..]);
+    let len = text.len() - i;
+    buf[0] = len as u8;
+    buf[1..=len].copy_from_slice(&text[i..]);
+    len + 1
 }
 
 /// Appends the payload: everything from the seq to the body.
+///
+/// The short fields go out in as few writes as their order allows (each
+/// write to a `BytesMut` checks its room and copies through `memcpy`, and
+/// one per field cost as much as the body's copy): the seq, type and
+/// method's length from a stack buffer; an OK status and empty metadata,
+/// most messages' own, as one constant with their length fields.
 fn put_payload(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
     let method = msg.service_method.as_bytes();
     let method_len =
         u8::try_from(method.len()).map_err(|_| ProtoError::ServiceMethodTooLong(method.len()))?;
-    put_seq(dst, msg.seq);
-    dst.put_u8(msg.mtype as u8);
-    dst.put_u8(method_len);
+    // A little more than the common case needs, so the writes below stay
+    // within one reservation.
+    dst.reserve(SEQ_HEAD + method.len() + OK_NO_META.len() + 1 + msg.body.len());
+    let mut head = [0u8; SEQ_HEAD];
+    let n = seq_text(&mut head, msg.seq);
+    head[n] = msg.mtype as u8;
+    head[n + 1] = method_len;
+    dst.put_slice(&head[..n + 2]);
     dst.put_slice(method);
-    put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
-    put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+    if msg.status == Status::OK && msg.meta.is_empty() {
+        dst.put_slice(OK_NO_META);
+    } else {
+        put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
+        put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+    }
     dst.put_u8(msg.body_codec.as_u8());
     dst.put_slice(&msg.body);
     Ok(())
 }
+
+/// The seq's length byte and text, the type and the method's length: at
+/// most 1 + 7 + 1 + 1 bytes.
+const SEQ_HEAD: usize = 10;
+
+/// An OK status (`code=0`, as erpc writes it) and no metadata, with their
+/// `u16` lengths.
+const OK_NO_META: &[u8] = b"\x00\x06code=0\x00\x00";
 
 /// Appends a field written by `put` after its `u16` length, which is only
 /// known once it is written.

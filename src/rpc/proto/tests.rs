@@ -57,10 +57,12 @@ fn seqs_are_written_as_lowercase_signed_base_36() {
         (i32::MAX, "zik0zj"),
         (i32::MIN, "-zik0zk"),
     ] {
-        let mut dst = BytesMut::new();
-        put_seq(&mut dst, seq);
-        assert_eq!(usize::from(dst[0]), text.len(), "{seq}");
-        assert_eq!(&dst[1..], text.as_bytes(), "{seq}");
+        let mut buf = [0u8; SEQ_HEAD];
+        let n = seq_text(&mut buf, seq);
+        assert_eq!(n, text.len() + 1, "{seq}");
+        assert_eq!(usize::from(buf[0]), text.len(), "{seq}");
+        assert_eq!(&buf[1..n], text.as_bytes(), "{seq}");
+        assert_eq!(seq_text_len(seq), text.len(), "{seq}");
         assert_eq!(parse_seq(text.as_bytes()).unwrap(), seq);
     }
 }

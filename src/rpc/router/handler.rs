@@ -3,13 +3,14 @@
 
 use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe};
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 
 use super::{CallCtx, Handle, Inbound, PushCtx, RouteFuture};
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
     session::ACCEPT_BODY_CODEC,
-    Message, MessageType, Meta, Status, XferPipe,
+    Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
 };
 
 /// A handler's successful answer with reply settings: metadata, a codec,
@@ -333,9 +334,22 @@ impl ReplyShape {
 
     /// A failed reply: the status, codec 0, no body.
     pub(crate) fn failed(self, status: Status) -> Message {
-        Message::new(MessageType::Reply, self.seq, "")
-            .with_status(status)
-            .with_xfer_pipe(self.xfer)
+        self.reply(status, Meta::new(), CodecId::NONE, Bytes::new())
+    }
+
+    /// The reply, made in one go (each `Message::with_*` moves the whole
+    /// message and drops the field it replaces).
+    fn reply(self, status: Status, meta: Meta, body_codec: CodecId, body: Bytes) -> Message {
+        Message {
+            seq: self.seq,
+            mtype: MessageType::Reply,
+            service_method: ServiceMethod::new(),
+            status,
+            meta,
+            body_codec,
+            body,
+            xfer_pipe: self.xfer,
+        }
     }
 
     /// A successful reply, or a 500 when the value does not encode. Its
@@ -357,10 +371,7 @@ impl ReplyShape {
             self.xfer.push(*id);
         }
         match reply.value.into_body(codec, codecs) {
-            Ok((codec, body)) => Message::new(MessageType::Reply, self.seq, "")
-                .with_body(codec, body)
-                .with_meta(reply.meta)
-                .with_xfer_pipe(self.xfer),
+            Ok((codec, body)) => self.reply(Status::OK, reply.meta, codec, body),
             Err(status) => self.failed(status),
         }
     }

@@ -4,9 +4,9 @@ mod catch;
 mod context;
 mod handler;
 mod route;
+mod table;
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
     fmt,
     future::Future,
@@ -22,6 +22,7 @@ pub use self::handler::{CallHandler, IntoReply, PushHandler, Reply};
 use self::{
     catch::CatchError,
     handler::{CallService, PushService},
+    table::Table,
 };
 use crate::{
     rpc::{
@@ -77,8 +78,8 @@ pub(crate) use self::route::{Handle, RouteFuture};
 /// ```
 #[derive(Clone)]
 pub struct Router {
-    calls: HashMap<String, Route>,
-    pushes: HashMap<String, Route>,
+    calls: Table,
+    pushes: Table,
     unknown_call: Option<Route>,
     unknown_push: Option<Route>,
     /// The answer to a call nobody takes (404, or 400 without a method).
@@ -88,8 +89,8 @@ pub struct Router {
 impl Default for Router {
     fn default() -> Router {
         Router {
-            calls: HashMap::new(),
-            pushes: HashMap::new(),
+            calls: Table::default(),
+            pushes: Table::default(),
             unknown_call: None,
             unknown_push: None,
             refuse: Route::handler(Refuse),
@@ -99,13 +100,9 @@ impl Default for Router {
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut calls: Vec<_> = self.calls.keys().collect();
-        let mut pushes: Vec<_> = self.pushes.keys().collect();
-        calls.sort();
-        pushes.sort();
         f.debug_struct("Router")
-            .field("calls", &calls)
-            .field("pushes", &pushes)
+            .field("calls", &self.calls.methods())
+            .field("pushes", &self.pushes.methods())
             .field("unknown_call", &self.unknown_call.is_some())
             .field("unknown_push", &self.unknown_push.is_some())
             .finish()
@@ -189,10 +186,10 @@ impl Router {
     /// not taken.
     pub fn nest(mut self, prefix: &str, group: Router) -> Router {
         let prefix = prefix.trim_end_matches('/');
-        for (method, route) in group.calls {
+        for (method, route) in group.calls.into_routes() {
             self.calls.insert(format!("{prefix}{method}"), route);
         }
-        for (method, route) in group.pushes {
+        for (method, route) in group.pushes.into_routes() {
             self.pushes.insert(format!("{prefix}{method}"), route);
         }
         self
@@ -212,8 +209,8 @@ impl Router {
     {
         let wrap = |route: Route| Route::service(CatchError::new(layer.layer(route)));
         Router {
-            calls: self.calls.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
-            pushes: self.pushes.into_iter().map(|(k, r)| (k, wrap(r))).collect(),
+            calls: self.calls.map(wrap),
+            pushes: self.pushes.map(wrap),
             unknown_call: self.unknown_call.map(wrap),
             unknown_push: self.unknown_push.map(wrap),
             refuse: self.refuse,
@@ -222,12 +219,12 @@ impl Router {
 
     /// Whether calls to `service_method` have a route.
     pub fn has_call(&self, service_method: &str) -> bool {
-        self.calls.contains_key(service_method)
+        self.calls.contains(service_method)
     }
 
     /// Whether pushes to `service_method` have a route.
     pub fn has_push(&self, service_method: &str) -> bool {
-        self.pushes.contains_key(service_method)
+        self.pushes.contains(service_method)
     }
 
     /// The route a call or push goes to; `None` for a push nobody takes.
@@ -236,13 +233,13 @@ impl Router {
         match msg.mtype {
             MessageType::Call => Some(
                 self.calls
-                    .get(msg.service_method.as_str())
+                    .get(msg.service_method.as_bytes())
                     .or(self.unknown_call.as_ref())
                     .unwrap_or(&self.refuse),
             ),
             MessageType::Push => self
                 .pushes
-                .get(msg.service_method.as_str())
+                .get(msg.service_method.as_bytes())
                 .or(self.unknown_push.as_ref()),
             _ => None,
         }

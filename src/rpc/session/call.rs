@@ -11,7 +11,7 @@ use std::{
 
 use super::{
     pending::{Deadline as PendingDeadline, Reply},
-    Conn, Session,
+    CallFuture, Conn, Session,
 };
 use crate::rpc::{
     codec::{CodecId, FromBody, IntoBody},
@@ -173,9 +173,9 @@ impl<A: IntoBody, R: FromBody> CallBuilder<A, R> {
 
 impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R> {
     type Output = Result<R, Status>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Status>> + Send>>;
+    type IntoFuture = CallFuture<R>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(self) -> CallFuture<R> {
         let CallBuilder {
             session,
             service_method,
@@ -211,22 +211,17 @@ impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R>
                     Err(_) => Err(conn.closed()),
                 }
             });
-        Box::pin(async move {
-            let (conn, reply) = match started? {
-                Started::Sent { conn, reply } => {
-                    let reply = reply.await?;
-                    (conn, reply)
-                }
-                Started::Blocked { conn, msg, timeout } => {
-                    let reply = conn.call(msg, timeout).await?;
-                    (conn, reply)
-                }
-            };
-            if !reply.status.is_ok() {
-                return Err(reply.status);
+        match started {
+            Ok(Started::Sent { conn, reply }) => CallFuture::sent(conn, reply),
+            Ok(Started::Blocked { conn, msg, timeout }) => {
+                let waiting = Arc::clone(&conn);
+                CallFuture::blocked(
+                    conn,
+                    Box::pin(async move { waiting.call(msg, timeout).await }),
+                )
             }
-            R::from_body(reply.body_codec, reply.body, &conn.peer.codecs)
-        })
+            Err(status) => CallFuture::failed(status),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! `Session`): call, push, close.
 
 mod call;
+mod call_future;
 mod conn;
 mod handshake;
 mod pending;
@@ -19,6 +20,7 @@ use std::{
 
 pub(crate) use self::call::ACCEPT_BODY_CODEC;
 pub use self::call::{CallBuilder, PushBuilder};
+pub use self::call_future::CallFuture;
 pub(crate) use self::conn::Conn;
 use self::handshake::{handshaken, HandshakeState};
 use crate::{

@@ -30,7 +30,11 @@ pub use self::{gzip::Gzip, md5::Md5};
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct XferPipe {
-    ids: Vec<u8>,
+    /// A boxed slice rather than a `Vec`: 16 bytes, not 24, in every
+    /// [`Message`](super::Message), which a call moves several times (a
+    /// pipe is built once, so growing it by reallocating costs nothing
+    /// that matters).
+    ids: Box<[u8]>,
 }
 
 impl XferPipe {
@@ -41,7 +45,9 @@ impl XferPipe {
 
     /// Appends a filter id (it runs inside the ones before it).
     pub fn push(&mut self, id: u8) -> &mut XferPipe {
-        self.ids.push(id);
+        let mut ids = std::mem::take(&mut self.ids).into_vec();
+        ids.push(id);
+        self.ids = ids.into_boxed_slice();
         self
     }
 
