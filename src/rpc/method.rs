@@ -50,6 +50,23 @@ impl ServiceMethod {
         &self.0
     }
 
+    /// Its length in bytes (without looking at the text, as the `str`
+    /// this derefs to would).
+    ///
+    /// ```
+    /// let method = getty::rpc::ServiceMethod::from("/home/echo");
+    /// assert_eq!(method.len(), 10);
+    /// assert!(!method.is_empty() && getty::rpc::ServiceMethod::new().is_empty());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (as replies' are).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The bytes it is kept in.
     pub fn into_bytes(self) -> Bytes {
         self.0
@@ -127,7 +144,11 @@ impl TryFrom<Bytes> for ServiceMethod {
 
     /// The bytes as they are, once checked to be UTF-8.
     fn try_from(bytes: Bytes) -> Result<ServiceMethod, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
+        // Methods are ASCII paths: checked a word at a time, the full
+        // UTF-8 check only for the rest.
+        if !bytes.is_ascii() {
+            std::str::from_utf8(&bytes)?;
+        }
         Ok(ServiceMethod(bytes))
     }
 }

@@ -167,7 +167,8 @@ impl RawProto {
         };
         let seq = parse_seq(r.take("seq_len")?)?;
         let mtype = r.u8("mtype")?;
-        let mtype = MessageType::from_u8(mtype).ok_or(ProtoError::UnknownMessageType(mtype))?;
+        let mtype =
+            MessageType::from_u8(mtype).ok_or_else(|| ProtoError::UnknownMessageType(mtype))?;
         let method = r.take_range("sm_len")?;
         let status = Status::parse(r.take_long("status_len")?);
         let meta = Meta::parse(r.take_long("meta_len")?);
@@ -376,7 +377,7 @@ impl Fields<'_> {
         let b = *self
             .payload
             .get(self.at)
-            .ok_or(ProtoError::Truncated { field })?;
+            .ok_or_else(|| ProtoError::Truncated { field })?;
         self.at += 1;
         Ok(b)
     }
