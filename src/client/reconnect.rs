@@ -146,7 +146,11 @@ impl Attempt {
 
     fn saw<P>(&self, event: &Event<P>) {
         match event {
-            Event::Message(_) => self.delivered.store(true, Ordering::Release),
+            // Looked at first: a store per message dirties the line for
+            // nothing once it is set.
+            Event::Message(_) if !self.delivered.load(Ordering::Acquire) => {
+                self.delivered.store(true, Ordering::Release);
+            }
             Event::Error(e) if !self.delivered.load(Ordering::Acquire) && is_tls_refusal(e) => {
                 self.refused.store(true, Ordering::Release);
             }

@@ -316,8 +316,12 @@ impl Decoder for LengthCodec {
             src.reserve((len - buffered).min(RESERVE_STEP));
             return Ok(None);
         }
-        src.advance(n);
-        Ok(Some(src.split_to(len).freeze()))
+        // Header and payload leave the buffer in one split; the header is
+        // then skipped on the `Bytes`, a pointer bump (skipping it on the
+        // `BytesMut` first cost a second adjustment of the shared buffer).
+        let mut packet = src.split_to(n + len).freeze();
+        packet.advance(n);
+        Ok(Some(packet))
     }
 }
 

@@ -41,16 +41,20 @@ impl<F: Future> Pipeline<F> {
         }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         usize::from(self.one.is_some())
             + self.ordered.as_ref().map_or(0, FuturesOrdered::len)
             + self.unordered.as_ref().map_or(0, FuturesUnordered::len)
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    // Called once or twice per packet: inlined into the dispatch loop.
+    #[inline]
     pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
         let mut this = self.project();
         if *this.single || (!ordered && this.one.is_none()) {
@@ -69,6 +73,7 @@ impl<F: Future> Pipeline<F> {
 
     /// The next finished call (in start order among ordered calls);
     /// `Ready(None)` when none is in flight.
+    #[inline]
     pub(crate) fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         let mut this = self.project();
         let mut pending = false;
