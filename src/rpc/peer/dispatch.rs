@@ -26,8 +26,9 @@ use crate::{
 /// client's replies take this path).
 #[pin_project(project = EventFutureProj)]
 pub(crate) enum EventFuture {
-    /// Nothing to wait for (taken when polled).
-    Ready(Option<Option<Message>>),
+    /// Nothing to wait for, nothing to answer. (Holding no message keeps
+    /// the future small: it is moved into the driver's pipeline per call.)
+    Ready,
     /// A call or push on its route; a reply is checked before it is written.
     Routed {
         #[pin]
@@ -39,7 +40,7 @@ pub(crate) enum EventFuture {
 
 impl EventFuture {
     fn none() -> EventFuture {
-        EventFuture::Ready(Some(None))
+        EventFuture::Ready
     }
 }
 
@@ -48,7 +49,7 @@ impl Future for EventFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            EventFutureProj::Ready(value) => Poll::Ready(Ok(value.take().flatten())),
+            EventFutureProj::Ready => Poll::Ready(Ok(None)),
             EventFutureProj::Routed {
                 reply,
                 conn,

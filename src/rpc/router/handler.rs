@@ -195,28 +195,28 @@ where
     R: IntoReply + Send + 'static,
 {
     fn handle(&self, inbound: Inbound) -> RouteFuture {
-        let handler = self.handler.clone();
+        // What needs no waiting is done here, before the future is made:
+        // the boxed future then holds only the handler's own and the
+        // reply's shape, and a bad body is answered without one.
+        let Some(Opened {
+            session,
+            mut message,
+            body,
+            codecs,
+            default_codec,
+        }) = Opened::of(inbound)
+        else {
+            return Box::pin(std::future::ready(Ok(None)));
+        };
+        let shape = ReplyShape::of(&message);
+        let ctx = CallCtx::take(session, &mut message);
+        let arg = match A::from_body(message.body_codec, body, &codecs) {
+            Ok(arg) => arg,
+            Err(status) => return Box::pin(std::future::ready(Ok(Some(shape.failed(status))))),
+        };
+        let outcome = AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind();
         Box::pin(async move {
-            let Some(Opened {
-                session,
-                mut message,
-                body,
-                codecs,
-                default_codec,
-            }) = Opened::of(inbound)
-            else {
-                return Ok(None);
-            };
-            let shape = ReplyShape::of(&message);
-            let ctx = CallCtx::take(session, &mut message);
-            let arg = match A::from_body(message.body_codec, body, &codecs) {
-                Ok(arg) => arg,
-                Err(status) => return Ok(Some(shape.failed(status))),
-            };
-            let outcome = AssertUnwindSafe(handler.handle(ctx, arg))
-                .catch_unwind()
-                .await;
-            Ok(Some(match outcome {
+            Ok(Some(match outcome.await {
                 Ok(Ok(value)) => shape.answer(value.into_reply(), &codecs, default_codec),
                 Ok(Err(status)) => shape.failed(status),
                 Err(panic) => shape.failed(panicked(&*panic)),
@@ -225,7 +225,6 @@ where
     }
 }
 
-/// A push handler as a tower service of the router.
 pub(crate) struct PushService<H, A> {
     handler: H,
     types: PhantomData<fn(A)>,
