@@ -9,10 +9,7 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    pending::{Deadline as PendingDeadline, Reply},
-    CallFuture, Conn, Session,
-};
+use super::{pending::Reply, CallFuture, Conn, Session};
 use crate::rpc::{
     codec::{CodecId, FromBody, IntoBody},
     Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
@@ -44,14 +41,22 @@ impl Options {
             .or_else(|| arg.preferred_codec())
             .unwrap_or(conn.peer.default_codec);
         let (codec, body) = arg.into_body(codec, &conn.peer.codecs)?;
-        let mut msg = Message::new(mtype, 0, service_method)
-            .with_body(codec, body)
-            .with_meta(self.meta)
-            .with_xfer_pipe(self.xfer);
-        if msg.body_codec == CodecId::NONE {
+        // Made in one go: each `Message::with_*` moves the whole message.
+        let msg = Message {
+            seq: 0,
+            mtype,
+            service_method,
+            status: Status::OK,
+            meta: self.meta,
             // erpc writes its default codec on calls and pushes without a body.
-            msg.body_codec = conn.peer.default_codec;
-        }
+            body_codec: if codec == CodecId::NONE {
+                conn.peer.default_codec
+            } else {
+                codec
+            },
+            body,
+            xfer_pipe: self.xfer,
+        };
         Ok((conn, msg))
     }
 }
@@ -204,7 +209,7 @@ impl<A: IntoBody, R: FromBody + Send + 'static> IntoFuture for CallBuilder<A, R>
                 };
                 match conn.session.try_reserve() {
                     Ok(permit) => {
-                        let reply = conn.start(permit, msg, timeout.map(PendingDeadline::after))?;
+                        let reply = conn.send_call(permit, msg, timeout)?;
                         Ok(Started::Sent { conn, reply })
                     }
                     Err(SendError::Blocked) => Ok(Started::Blocked { conn, msg, timeout }),

@@ -80,9 +80,15 @@ impl Conn {
     /// they are what is sent for want of it).
     pub(crate) fn note_traffic(&self, msg: &Message) {
         if msg.service_method != HEARTBEAT {
-            let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.traffic.fetch_max(nanos, Ordering::Relaxed);
+            self.note_traffic_at(Instant::now());
         }
+    }
+
+    /// Notes traffic at `now`, a time the caller read anyway.
+    fn note_traffic_at(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.born);
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        self.traffic.fetch_max(nanos, Ordering::Relaxed);
     }
 
     /// When a CALL or PUSH other than a heartbeat last went either way (the
@@ -143,21 +149,38 @@ impl Conn {
         msg: Message,
         deadline: Option<Deadline>,
     ) -> Result<Message, Status> {
-        self.start(permit, msg, deadline)?.await
+        self.start(permit, msg, deadline, Instant::now())?.await
     }
 
-    /// Sends a call through `permit` now and returns the wait for its
-    /// reply (dropping it forgets the waiter).
-    pub(crate) fn start(
+    /// Sends a call through `permit` now, timed out `timeout` from now,
+    /// and returns the wait for its reply (dropping it forgets the waiter).
+    /// The clock is read once, for the deadline and the traffic stamp.
+    pub(crate) fn send_call(
+        &self,
+        permit: SendPermit<Message>,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, Status> {
+        let now = Instant::now();
+        let deadline = timeout.map(|limit| Deadline::at(now.into(), limit));
+        self.start(permit, msg, deadline, now)
+    }
+
+    /// Sends a call through `permit` and returns the wait for its reply;
+    /// `now` is the time of sending.
+    fn start(
         &self,
         permit: SendPermit<Message>,
         mut msg: Message,
         deadline: Option<Deadline>,
+        now: Instant,
     ) -> Result<Reply, Status> {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq, deadline)?;
-        self.note_traffic(&msg);
+        if msg.service_method != HEARTBEAT {
+            self.note_traffic_at(now);
+        }
         permit.send(msg).map_err(|_| self.closed())?;
         Ok(reply)
     }

@@ -37,8 +37,13 @@ pub(crate) struct Deadline {
 impl Deadline {
     /// `limit` from now.
     pub(crate) fn after(limit: Duration) -> Deadline {
+        Deadline::at(Instant::now(), limit)
+    }
+
+    /// `limit` from `now`.
+    pub(crate) fn at(now: Instant, limit: Duration) -> Deadline {
         Deadline {
-            at: Instant::now() + limit,
+            at: now + limit,
             limit,
         }
     }
