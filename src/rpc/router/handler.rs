@@ -1,7 +1,7 @@
 //! Handlers: async functions of a context and a typed argument, made
 //! into the routes the router holds.
 
-use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe};
+use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use super::{CallCtx, Handle, Inbound, PushCtx, RouteFuture};
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
+    session::Conn,
     session::ACCEPT_BODY_CODEC,
     Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
 };
@@ -137,13 +138,14 @@ where
 }
 
 /// An inbound message taken apart for its handler: the body out of the
-/// message, and the peer's codecs to decode it with.
+/// message, and its connection, whose peer's codecs decode it.
 struct Opened {
     session: crate::rpc::Session,
     message: Message,
     body: bytes::Bytes,
-    codecs: Codecs,
-    default_codec: CodecId,
+    /// Kept whole rather than cloning the codecs out of it: one reference
+    /// count per call instead of two.
+    conn: Arc<Conn>,
 }
 
 impl Opened {
@@ -155,8 +157,7 @@ impl Opened {
         } = inbound;
         let conn = session.conn().ok()?;
         Some(Opened {
-            codecs: conn.peer.codecs.clone(),
-            default_codec: conn.peer.default_codec,
+            conn,
             body: std::mem::take(&mut message.body),
             session,
             message,
@@ -202,22 +203,24 @@ where
             session,
             mut message,
             body,
-            codecs,
-            default_codec,
+            conn,
         }) = Opened::of(inbound)
         else {
             return Box::pin(std::future::ready(Ok(None)));
         };
         let shape = ReplyShape::of(&message);
         let ctx = CallCtx::take(session, &mut message);
-        let arg = match A::from_body(message.body_codec, body, &codecs) {
+        let arg = match A::from_body(message.body_codec, body, &conn.peer.codecs) {
             Ok(arg) => arg,
             Err(status) => return Box::pin(std::future::ready(Ok(Some(shape.failed(status))))),
         };
         let outcome = AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind();
         Box::pin(async move {
             Ok(Some(match outcome.await {
-                Ok(Ok(value)) => shape.answer(value.into_reply(), &codecs, default_codec),
+                Ok(Ok(value)) => {
+                    let peer = &conn.peer;
+                    shape.answer(value.into_reply(), &peer.codecs, peer.default_codec)
+                }
                 Ok(Err(status)) => shape.failed(status),
                 Err(panic) => shape.failed(panicked(&*panic)),
             }))
@@ -260,8 +263,7 @@ where
                 session,
                 mut message,
                 body,
-                codecs,
-                ..
+                conn,
             }) = Opened::of(inbound)
             else {
                 return Ok(None);
@@ -269,7 +271,7 @@ where
             // A cheap clone (it shares the frame), kept for the log.
             let method = message.service_method.clone();
             let ctx = PushCtx::take(session, &mut message);
-            let outcome = match A::from_body(message.body_codec, body, &codecs) {
+            let outcome = match A::from_body(message.body_codec, body, &conn.peer.codecs) {
                 Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))
                     .catch_unwind()
                     .await
