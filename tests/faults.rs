@@ -614,6 +614,77 @@ async fn handler_panic_closes_only_its_session_and_the_server_keeps_serving() {
     within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
 }
 
+/// A session service whose `poll_ready` panics once it has served a packet.
+struct ReadyPanics {
+    events: Arc<Mutex<Vec<String>>>,
+    served: usize,
+}
+
+impl tower::Service<Request<Bytes>> for ReadyPanics {
+    type Response = Option<Bytes>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Option<Bytes>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        // `Open` and one packet pass; asked again for a second packet, it panics.
+        if self.served >= 2 {
+            panic!("not ready, ever");
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+        self.served += 1;
+        self.events
+            .lock()
+            .unwrap()
+            .push(req.event.name().to_owned());
+        std::future::ready(Ok(req.into_message()))
+    }
+}
+
+/// A panic in `poll_ready` ends its session as a failed `poll_ready`
+/// does: the service takes no more events (no `Error`, no `Close` through
+/// it), the connection closes, the close callbacks run and the server
+/// serves on.
+#[tokio::test]
+async fn a_panicking_poll_ready_abandons_only_its_session() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let callbacks = Arc::new(AtomicUsize::new(0));
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let (e, cb) = (events.clone(), callbacks.clone());
+    let server = server.serve(
+        LengthCodec::new(),
+        new_session_fn(move |s: &Session| {
+            let cb = cb.clone();
+            s.add_close_callback("test", "count", move || {
+                cb.fetch_add(1, Ordering::SeqCst);
+            });
+            Ok::<_, BoxError>(ReadyPanics {
+                events: e.clone(),
+                served: 0,
+            })
+        }),
+    );
+    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut victim, b"one").await;
+    write_frame(&mut victim, b"two").await;
+    expect_eof(&mut victim).await;
+    eventually(LIMIT, "the close callback runs", || {
+        callbacks.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(*events.lock().unwrap(), ["open", "message"]);
+
+    // A new connection gets a new service and is served.
+    let mut later = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut later, b"hello").await;
+    within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
+}
+
 /// A panic inside a service's response future (not in `call`) is contained
 /// the same way.
 #[tokio::test]

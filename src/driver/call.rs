@@ -44,7 +44,7 @@ impl Kind {
     }
 }
 
-fn panicked(payload: Box<dyn std::any::Any + Send>) -> Error {
+pub(crate) fn panicked(payload: Box<dyn std::any::Any + Send>) -> Error {
     Error::HandlerPanic {
         message: panic_message(&*payload),
     }
@@ -88,6 +88,13 @@ where
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(r)) => Poll::Ready(r.map_err(|e| Error::Handler { source: e.into() })),
         Err(payload) => Poll::Ready(Err(panicked(payload))),
+    }
+}
+
+impl<F> Call<F> {
+    /// The future `call` returned for an event of `kind`.
+    pub(crate) fn new(fut: F, kind: Kind) -> Call<F> {
+        Call { fut, kind }
     }
 }
 

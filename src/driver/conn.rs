@@ -111,6 +111,20 @@ pub(super) enum WriteSide {
     Broken,
 }
 
+/// Whose code the dispatch step is running, so that a panic in it is
+/// answered as that code's failure (see `dispatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// The driver's own.
+    Ours,
+    /// The codec's `decode`.
+    Decode,
+    /// The service's `poll_ready`.
+    Ready,
+    /// The service's `call` for an event of this kind.
+    Call(super::call::Kind),
+}
+
 /// How the `Open` event went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Open {
@@ -155,6 +169,8 @@ pub(super) struct Conn<T, C, R, W> {
     pub(super) close_reason: Option<&'static str>,
     /// `poll_ready` failed or panicked: the service can take no more events.
     pub(super) service_dead: bool,
+    /// Whose code the dispatch step is in (for a panic's meaning).
+    pub(super) stage: Stage,
     pub(super) last_read: Instant,
     /// The last socket read or write that moved bytes.
     pub(super) last_io: Instant,
@@ -253,6 +269,7 @@ where
             write: WriteSide::Open,
             needs_flush: false,
             service_dead: false,
+            stage: Stage::Ours,
             last_read: now,
             last_io: now,
             buffers_used: false,

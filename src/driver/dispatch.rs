@@ -2,6 +2,7 @@
 //! calls and starts new ones.
 
 use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     task::{Context, Poll},
 };
@@ -10,14 +11,28 @@ use tokio_util::codec::{Decoder, Encoder};
 use tower::Service;
 
 use super::{
-    call::{self, Kind},
-    conn::{CallOf, Conn, Open, Phase},
+    call::{self, Call, Kind},
+    conn::{CallOf, Conn, Open, Phase, Stage},
     pipeline::Pipeline,
 };
 use crate::{transport::Transport, BoxError, Error, Event, Request};
 
 /// Events started in one pass of dispatch.
 const PUMP: usize = 64;
+
+/// How choosing and starting the next event went.
+enum Step<F> {
+    /// Nothing to start now (no input, the service not ready, `Open` in
+    /// flight).
+    Stop,
+    /// The service can take no more events.
+    ServiceDead,
+    /// A call started.
+    Started(F),
+    /// The event failed at once (a panic in the codec or in `call`),
+    /// already handled.
+    Failed,
+}
 
 impl<T, C, R, W> Conn<T, C, R, W>
 where
@@ -67,36 +82,83 @@ where
             if calls.len() >= self.max_in_flight {
                 break;
             }
-            let event = match self.open {
-                Open::Waiting => Kind::Open,
-                // Nothing else starts before `Open` answers.
-                Open::InFlight | Open::Refused => break,
-                Open::Accepted => match self.next_kind(cx) {
-                    Some(kind) => kind,
-                    None => break,
-                },
-            };
-            match call::poll_ready(svc, cx) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) => {
-                    tracing::error!(%error, "service cannot take events; session abandoned");
-                    self.service_dead = true;
-                    return true;
-                }
-            }
-            let Some(event) = self.take_event(event) else {
-                break;
-            };
-            match call::start(svc, Request::new(self.session.clone(), event)) {
-                Ok(c) => calls.as_mut().push(c, self.session.ordered_responses()),
-                Err((kind, e)) => self.handler_failed(kind, e),
+            // The next event's choice (reading and decoding a packet if
+            // needed), `poll_ready` and `call`, under one `catch_unwind`:
+            // the user code in them is told apart by `stage`. One guard
+            // per event rather than one per step: each is an indirect call
+            // and a copy of the result, measurable per packet.
+            self.stage = Stage::Ours;
+            let step = catch_unwind(AssertUnwindSafe(|| self.next_call(cx, svc)))
+                .unwrap_or_else(|payload| self.step_panicked(payload));
+            match step {
+                Step::Stop => break,
+                Step::ServiceDead => return true,
+                Step::Started(c) => calls.as_mut().push(c, self.session.ordered_responses()),
+                Step::Failed => {}
             }
             progress = true;
         }
         self.settle_budget();
         self.flush_counts();
         progress
+    }
+
+    /// Chooses the next event and starts its call: see `dispatch`.
+    fn next_call<S>(&mut self, cx: &mut Context<'_>, svc: &mut S) -> Step<CallOf<S, R, W>>
+    where
+        S: Service<Request<R, W>>,
+        S::Error: Into<BoxError>,
+    {
+        let kind = match self.open {
+            Open::Waiting => Kind::Open,
+            // Nothing else starts before `Open` answers.
+            Open::InFlight | Open::Refused => return Step::Stop,
+            Open::Accepted => match self.next_kind(cx) {
+                Some(kind) => kind,
+                None => return Step::Stop,
+            },
+        };
+        self.stage = Stage::Ready;
+        match svc.poll_ready(cx) {
+            Poll::Pending => return Step::Stop,
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                return self.service_failed(Error::Handler { source: e.into() });
+            }
+        }
+        self.stage = Stage::Ours;
+        let Some(event) = self.take_event(kind) else {
+            return Step::Stop;
+        };
+        self.stage = Stage::Call(kind);
+        let fut = svc.call(Request::new(self.session.clone(), event));
+        self.stage = Stage::Ours;
+        Step::Started(Call::new(fut, kind))
+    }
+
+    /// What a panic in `next_call` means, by where it happened.
+    fn step_panicked<F>(&mut self, payload: Box<dyn std::any::Any + Send>) -> Step<F> {
+        match std::mem::replace(&mut self.stage, Stage::Ours) {
+            Stage::Decode => {
+                let message = crate::error::panic_message(&*payload);
+                self.codec_failed(format!("codec panicked: {message}"));
+                Step::Failed
+            }
+            Stage::Ready => self.service_failed(call::panicked(payload)),
+            Stage::Call(kind) => {
+                self.handler_failed(kind, call::panicked(payload));
+                Step::Failed
+            }
+            // Our own code: the driver's own guard (`run_contained`) takes it.
+            Stage::Ours => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// `poll_ready` failed or panicked: the service can take no more events.
+    fn service_failed<F>(&mut self, error: Error) -> Step<F> {
+        tracing::error!(%error, "service cannot take events; session abandoned");
+        self.service_dead = true;
+        Step::ServiceDead
     }
 
     /// `Open` answered: the session runs (unless it is already closing).

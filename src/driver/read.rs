@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::conn::{Conn, ReadSide, HIGH_WATER};
+use super::conn::{Conn, ReadSide, Stage, HIGH_WATER};
 use crate::{
     budget::MIN_GRANT,
     error::panic_message,
@@ -40,23 +40,28 @@ where
     pub(super) fn next_message(&mut self, cx: &mut Context<'_>) -> Option<R> {
         loop {
             if !self.rbuf.is_empty() {
-                match contain(|| self.codec.decode(&mut self.rbuf)) {
-                    Ok(Ok(Some(_))) if T::FRAMED && !self.rbuf.is_empty() => {
+                // Under dispatch's guard, which reads a panic here as the
+                // codec's by this mark.
+                self.stage = Stage::Decode;
+                let decoded = self.codec.decode(&mut self.rbuf);
+                self.stage = Stage::Ours;
+                match decoded {
+                    Ok(Some(_)) if T::FRAMED && !self.rbuf.is_empty() => {
                         let left = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message carried more than one packet ({left} bytes left over)"
                         ));
                         return None;
                     }
-                    Ok(Ok(Some(m))) => return Some(self.received(m)),
-                    Ok(Ok(None)) if T::FRAMED => {
+                    Ok(Some(m)) => return Some(self.received(m)),
+                    Ok(None) if T::FRAMED => {
                         let len = self.rbuf.len();
                         self.codec_failed(format!(
                             "a message of {len} bytes is not a whole packet"
                         ));
                         return None;
                     }
-                    Ok(Ok(None)) => {
+                    Ok(None) => {
                         let max = self.session.max_packet_len();
                         if self.rbuf.len() > max.saturating_add(HEADER_SLACK) {
                             let len = self.rbuf.len();
@@ -69,12 +74,8 @@ where
                             return None;
                         }
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         self.codec_failed(e);
-                        return None;
-                    }
-                    Err(panicked) => {
-                        self.codec_failed(panicked);
                         return None;
                     }
                 }
@@ -85,8 +86,11 @@ where
                     return None;
                 }
                 // The codec may complete a last packet at end of stream.
-                return match contain(|| self.codec.decode_eof(&mut self.rbuf)) {
-                    Ok(Ok(Some(m))) => Some(self.received(m)),
+                self.stage = Stage::Decode;
+                let decoded = self.codec.decode_eof(&mut self.rbuf);
+                self.stage = Stage::Ours;
+                return match decoded {
+                    Ok(Some(m)) => Some(self.received(m)),
                     _ => {
                         let buffered = self.rbuf.len();
                         self.rbuf = BytesMut::new();
