@@ -212,14 +212,15 @@ impl RawProto {
             return Err(ProtoError::UnknownXferFilter(id).invalid_input());
         }
         // The size is patched below, once known.
-        dst.put_slice(&[0, 0, 0, 0, n]);
-        dst.put_slice(ids);
         if ids.is_empty() {
-            // The hot path: the payload goes straight into `dst`.
-            put_payload(msg, dst).map_err(ProtoError::invalid_input)?;
+            // The hot path: the payload goes straight into `dst`, after the
+            // size and filter count written with its first fields.
+            put_payload(msg, dst, &[0, 0, 0, 0, n]).map_err(ProtoError::invalid_input)?;
         } else {
+            dst.put_slice(&[0, 0, 0, 0, n]);
+            dst.put_slice(ids);
             let mut payload = BytesMut::new();
-            put_payload(msg, &mut payload).map_err(ProtoError::invalid_input)?;
+            put_payload(msg, &mut payload, &[]).map_err(ProtoError::invalid_input)?;
             let packed = self
                 .filters
                 .pack(&msg.xfer_pipe, payload.freeze())
@@ -429,10 +430,10 @@ fn parse_seq(text: &[u8]) -> Result<i32, ProtoError> {
         })
 }
 
-/// Writes the seq's length and text at the start of `buf`: lowercase
-/// signed base-36, as Go's `strconv.FormatInt(seq, 36)` writes it.
-/// Returns how many bytes it wrote.
-fn seq_text(buf: &mut [u8; SEQ_HEAD], seq: i32) -> usize {
+/// Writes the seq's length and text at the start of `buf` (at least 8
+/// bytes): lowercase signed base-36, as Go's `strconv.FormatInt(seq, 36)`
+/// writes it. Returns how many bytes it wrote.
+fn seq_text(buf: &mut [u8], seq: i32) -> usize {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     // i32::MIN is "-zik0zk", the longest: 7 bytes.
     let mut text = [0u8; 7];
@@ -463,29 +464,37 @@ fn seq_text(buf: &mut [u8; SEQ_HEAD], seq: i32) -> usize {
 /// one per field cost as much as the body's copy): the seq, type and
 /// method's length from a stack buffer; an OK status and empty metadata,
 /// most messages' own, as one constant with their length fields.
-fn put_payload(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
+fn put_payload(msg: &Message, dst: &mut BytesMut, lead: &[u8]) -> Result<(), ProtoError> {
     let method = msg.service_method.as_bytes();
     let method_len =
         u8::try_from(method.len()).map_err(|_| ProtoError::ServiceMethodTooLong(method.len()))?;
     // A little more than the common case needs, so the writes below stay
     // within one reservation.
-    dst.reserve(SEQ_HEAD + method.len() + OK_NO_META.len() + 1 + msg.body.len());
-    let mut head = [0u8; SEQ_HEAD];
-    let n = seq_text(&mut head, msg.seq);
-    head[n] = msg.mtype as u8;
-    head[n + 1] = method_len;
-    dst.put_slice(&head[..n + 2]);
+    dst.reserve(lead.len() + SEQ_HEAD + method.len() + OK_NO_META.len() + 1 + msg.body.len());
+    let mut head = [0u8; LEAD_MAX + SEQ_HEAD];
+    head[..lead.len()].copy_from_slice(lead);
+    let at = lead.len() + seq_text(&mut head[lead.len()..], msg.seq);
+    head[at] = msg.mtype as u8;
+    head[at + 1] = method_len;
+    dst.put_slice(&head[..at + 2]);
     dst.put_slice(method);
     if msg.status == Status::OK && msg.meta.is_empty() {
-        dst.put_slice(OK_NO_META);
+        let mut tail = [0u8; OK_NO_META.len() + 1];
+        tail[..OK_NO_META.len()].copy_from_slice(OK_NO_META);
+        tail[OK_NO_META.len()] = msg.body_codec.as_u8();
+        dst.put_slice(&tail);
     } else {
         put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
         put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+        dst.put_u8(msg.body_codec.as_u8());
     }
-    dst.put_u8(msg.body_codec.as_u8());
     dst.put_slice(&msg.body);
     Ok(())
 }
+
+/// The most bytes written before the payload from the same stack buffer:
+/// the frame's size and its filter count (a frame without filters).
+const LEAD_MAX: usize = HEAD;
 
 /// The seq's length byte and text, the type and the method's length: at
 /// most 1 + 7 + 1 + 1 bytes.
