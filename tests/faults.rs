@@ -614,6 +614,14 @@ async fn handler_panic_closes_only_its_session_and_the_server_keeps_serving() {
     within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
 }
 
+/// Counts `s`'s close callback runs in `count`.
+fn count_closes(s: &Session, count: &Arc<AtomicUsize>) {
+    let count = count.clone();
+    s.add_close_callback("test", "count", move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    });
+}
+
 /// A session service whose `poll_ready` panics once it has served a packet.
 struct ReadyPanics {
     events: Arc<Mutex<Vec<String>>>,
@@ -659,10 +667,7 @@ async fn a_panicking_poll_ready_abandons_only_its_session() {
     let server = server.serve(
         LengthCodec::new(),
         new_session_fn(move |s: &Session| {
-            let cb = cb.clone();
-            s.add_close_callback("test", "count", move || {
-                cb.fetch_add(1, Ordering::SeqCst);
-            });
+            count_closes(s, &cb);
             Ok::<_, BoxError>(ReadyPanics {
                 events: e.clone(),
                 served: 0,
@@ -812,10 +817,7 @@ async fn close_from_64_tasks_at_once_delivers_close_and_runs_the_close_callback_
     let server = server.serve(
         LengthCodec::new(),
         new_session_fn(move |s: &Session| {
-            let cb = cb.clone();
-            s.add_close_callback("test", "count", move || {
-                cb.fetch_add(1, Ordering::SeqCst);
-            });
+            count_closes(s, &cb);
             Ok::<_, BoxError>(ListenerService::new(CountingListener {
                 opens: o.clone(),
                 closes: c.clone(),

@@ -149,6 +149,12 @@ struct Opened {
 }
 
 impl Opened {
+    /// The argument, decoded from the body by the message's codec.
+    fn arg<A: FromBody>(&mut self) -> Result<A, Status> {
+        let body = std::mem::take(&mut self.body);
+        A::from_body(self.message.body_codec, body, &self.conn.peer.codecs)
+    }
+
     /// `None` when the connection is already gone: nobody to answer.
     fn of(inbound: Inbound) -> Option<Opened> {
         let Inbound {
@@ -199,21 +205,16 @@ where
         // What needs no waiting is done here, before the future is made:
         // the boxed future then holds only the handler's own and the
         // reply's shape, and a bad body is answered without one.
-        let Some(Opened {
-            session,
-            mut message,
-            body,
-            conn,
-        }) = Opened::of(inbound)
-        else {
+        let Some(mut opened) = Opened::of(inbound) else {
             return Box::pin(std::future::ready(Ok(None)));
         };
-        let shape = ReplyShape::of(&message);
-        let ctx = CallCtx::take(session, &mut message);
-        let arg = match A::from_body(message.body_codec, body, &conn.peer.codecs) {
+        let shape = ReplyShape::of(&opened.message);
+        let arg = match opened.arg::<A>() {
             Ok(arg) => arg,
             Err(status) => return Box::pin(std::future::ready(Ok(Some(shape.failed(status))))),
         };
+        let ctx = CallCtx::take(opened.session, &mut opened.message);
+        let conn = opened.conn;
         let outcome = AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind();
         Box::pin(async move {
             Ok(Some(match outcome.await {
@@ -259,19 +260,14 @@ where
     fn handle(&self, inbound: Inbound) -> RouteFuture {
         let handler = self.handler.clone();
         Box::pin(async move {
-            let Some(Opened {
-                session,
-                mut message,
-                body,
-                conn,
-            }) = Opened::of(inbound)
-            else {
+            let Some(mut opened) = Opened::of(inbound) else {
                 return Ok(None);
             };
             // A cheap clone (it shares the frame), kept for the log.
-            let method = message.service_method.clone();
-            let ctx = PushCtx::take(session, &mut message);
-            let outcome = match A::from_body(message.body_codec, body, &conn.peer.codecs) {
+            let method = opened.message.service_method.clone();
+            let arg = opened.arg::<A>();
+            let ctx = PushCtx::take(opened.session, &mut opened.message);
+            let outcome = match arg {
                 Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))
                     .catch_unwind()
                     .await
