@@ -1,14 +1,14 @@
 //! One RPC peer over every transport of the core: it listens on TCP, TLS,
 //! WebSocket and a Unix socket at once, and peers dial each.
 
-use std::{sync::Arc, time::Duration};
+#[path = "support/tls.rs"]
+mod tls_support;
+
+use std::time::Duration;
 
 use getty::{
     rpc::{CallCtx, Peer, Router, Status, Target},
-    tls::{
-        rustls::{self, pki_types::PrivatePkcs8KeyDer, RootCertStore},
-        ClientTlsConfig, ServerTlsConfig,
-    },
+    tls::{ClientTlsConfig, ServerTlsConfig},
     Client, Server,
 };
 
@@ -17,23 +17,7 @@ async fn greet(ctx: CallCtx, name: String) -> Result<String, Status> {
 }
 
 fn tls_pair() -> (ServerTlsConfig, ClientTlsConfig) {
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(getty::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivatePkcs8KeyDer::from(key_pair.serialize_der()).into(),
-        )
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    (
-        ServerTlsConfig::from_rustls(Arc::new(server)),
-        ClientTlsConfig::with_roots(roots),
-    )
+    tls_support::self_signed_tls(&["localhost", "127.0.0.1"])
 }
 
 #[tokio::test]

@@ -2,20 +2,21 @@
 //! `EventListener`, the same codec and the same layer stack run unchanged
 //! over TCP, TLS, WebSocket, WebSocket over TLS, UDP and Unix sockets.
 mod common;
+#[path = "support/tls.rs"]
+mod tls_support;
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, time::Duration};
 
 use bytes::Bytes;
 use common::within;
 use getty::{
     codec::LengthCodec,
     new_session_fn,
-    tls::{rustls, ClientTlsConfig, ServerTlsConfig},
+    tls::{ClientTlsConfig, ServerTlsConfig},
     BoxError, Client, ClientBuilder, EndpointKind, EventListener, ListenerService,
     MakeSessionService, Request, Server, ServerBuilder, ServerHandle, Session,
 };
 use getty_layers::{stats::Stats, ServiceBuilderExt};
-use rcgen::{CertificateParams, KeyPair};
 use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -45,26 +46,8 @@ fn stack(stats: &Stats) -> impl MakeSessionService<Bytes, Bytes> {
 
 /// A certificate for "localhost", and a client config that trusts it.
 fn tls() -> (ServerTlsConfig, ClientTlsConfig) {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(getty::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        )
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = ClientTlsConfig::with_roots(roots)
-        .server_name("localhost")
-        .unwrap();
-    (ServerTlsConfig::from_rustls(Arc::new(server)), client)
+    let (server, client) = tls_support::self_signed_tls(&["localhost"]);
+    (server, client.server_name("localhost").unwrap())
 }
 
 #[derive(Debug, Clone, Copy)]
