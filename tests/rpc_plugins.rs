@@ -160,8 +160,12 @@ async fn the_checker_answers_the_golden_auth_call_with_the_golden_auth_reply_the
     assert_eq!(routed.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
-async fn the_bearers_first_frame_is_the_golden_auth_call_and_dial_waits_for_the_auth_reply() {
+/// A bearer peer dialing a raw socket: its dial in flight, and the socket
+/// that already read its first frame, the golden `AUTH_CALL`.
+async fn bearer_dialing_raw_server() -> (
+    tokio::task::JoinHandle<Result<getty::rpc::Session, Status>>,
+    TcpStream,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let client = Peer::builder()
@@ -170,6 +174,12 @@ async fn the_bearers_first_frame_is_the_golden_auth_call_and_dial_waits_for_the_
     let dial = tokio::spawn(async move { client.dial(addr).await });
     let (mut raw, _) = listener.accept().await.unwrap();
     assert_eq!(read_frame(&mut raw).await.unwrap(), hex(H_AUTH_CALL));
+    (dial, raw)
+}
+
+#[tokio::test]
+async fn the_bearers_first_frame_is_the_golden_auth_call_and_dial_waits_for_the_auth_reply() {
+    let (dial, mut raw) = bearer_dialing_raw_server().await;
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!dial.is_finished(), "dial returned before the AUTH_REPLY");
@@ -243,14 +253,7 @@ async fn an_auth_call_after_the_handshake_closes_the_session() {
 
 #[tokio::test]
 async fn a_first_answer_other_than_auth_reply_fails_the_dial_with_401() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let client = Peer::builder()
-        .session_layer(AuthBearer::new(GOLDEN_INFO))
-        .build();
-    let dial = tokio::spawn(async move { client.dial(addr).await });
-    let (mut raw, _) = listener.accept().await.unwrap();
-    assert_eq!(read_frame(&mut raw).await.unwrap(), hex(H_AUTH_CALL));
+    let (dial, mut raw) = bearer_dialing_raw_server().await;
     raw.write_all(&hex(D2_PUSH_PLAIN)).await.unwrap();
     let err = tokio::time::timeout(LONG, dial)
         .await
