@@ -4,7 +4,7 @@
 //! `-`), else its default, or its smoke default when the binary runs
 //! without `--bench` (as `cargo test --all-targets` runs it).
 
-use std::{collections::HashMap, env};
+use std::{collections::HashMap, env, process::ExitCode};
 
 /// A knob: its flag's name, its default, what it sets.
 pub(crate) type Knob = (&'static str, &'static str, &'static str);
@@ -110,5 +110,33 @@ impl Values {
                 self.spec.env_name(name)
             )
         })
+    }
+}
+
+/// A bench's parent process once its command line is `parsed` (`None`:
+/// it asked for help): runs it, or prints the usage or the error.
+pub(crate) fn parent_main<C>(
+    bench: &str,
+    parsed: Result<Option<C>, String>,
+    usage: fn() -> String,
+    run: fn(&C) -> Result<(), String>,
+) -> ExitCode {
+    let cfg = match parsed {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{bench} bench: {e}\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{bench} bench failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

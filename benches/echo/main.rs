@@ -65,7 +65,7 @@ use std::{env, process::ExitCode, time::Duration};
 
 use crate::{
     child::{raise_fd_limit, Pinning, ROLE_ENV},
-    config::{Config, Parsed},
+    config::Config,
     load::Run,
     part::Part,
     servers::{Kind, ServerProc, ServerSpec},
@@ -104,24 +104,12 @@ fn main() -> ExitCode {
         }
         Err(_) => {
             memory::start_counting();
-            let cfg = match Config::parse(env::args().skip(1)) {
-                Ok(Parsed::Run(cfg)) => cfg,
-                Ok(Parsed::Help) => {
-                    print!("{}", config::usage());
-                    return ExitCode::SUCCESS;
-                }
-                Err(e) => {
-                    eprintln!("echo bench: {e}\n{}", config::usage());
-                    return ExitCode::from(2);
-                }
-            };
-            match run(&cfg) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("echo bench failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            knobs::parent_main(
+                "echo",
+                Config::parse(env::args().skip(1)),
+                config::usage,
+                run,
+            )
         }
     }
 }

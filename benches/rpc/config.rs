@@ -69,12 +69,6 @@ pub(crate) struct Config {
     pub(crate) load_cpu: usize,
 }
 
-/// What the command line asked for.
-pub(crate) enum Parsed {
-    Run(Config),
-    Help,
-}
-
 /// The help text.
 pub(crate) fn usage() -> String {
     SPEC.usage(
@@ -86,9 +80,10 @@ pub(crate) fn usage() -> String {
 }
 
 impl Config {
-    pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    /// The run the command line asks for; `None` when it asks for help.
+    pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
         let Some(v) = SPEC.parse(args)? else {
-            return Ok(Parsed::Help);
+            return Ok(None);
         };
         let smoke = v.smoke;
         let c = Config {
@@ -117,7 +112,7 @@ impl Config {
         if c.pin && c.server_cpu == c.load_cpu {
             return Err("server-cpu and load-cpu must differ (or --pin 0)".into());
         }
-        Ok(Parsed::Run(c))
+        Ok(Some(c))
     }
 
     /// Whether `--only` leaves `server` in.

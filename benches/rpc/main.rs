@@ -86,7 +86,6 @@ use std::{env, process::ExitCode, time::Duration};
 pub(crate) use crate::config::Config;
 use crate::{
     child::{raise_fd_limit, Pinning, ROLE_ENV},
-    config::Parsed,
     part::Part,
     report::{Measured, Target},
     rpc_load::Load,
@@ -105,26 +104,12 @@ fn main() -> ExitCode {
             eprintln!("rpc bench: {ROLE_ENV}=`{other}` is no role");
             ExitCode::FAILURE
         }
-        Err(_) => {
-            let cfg = match Config::parse(env::args().skip(1)) {
-                Ok(Parsed::Run(cfg)) => cfg,
-                Ok(Parsed::Help) => {
-                    print!("{}", config::usage());
-                    return ExitCode::SUCCESS;
-                }
-                Err(e) => {
-                    eprintln!("rpc bench: {e}\n{}", config::usage());
-                    return ExitCode::from(2);
-                }
-            };
-            match run(&cfg) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("rpc bench failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Err(_) => knobs::parent_main(
+            "rpc",
+            Config::parse(env::args().skip(1)),
+            config::usage,
+            run,
+        ),
     }
 }
 
