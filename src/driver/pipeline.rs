@@ -53,7 +53,8 @@ impl<F: Future> Pipeline<F> {
         self.len() == 0
     }
 
-    // Called once or twice per packet: inlined into the dispatch loop.
+    // A hint, as on the others here: each is called once or twice per
+    // packet from the dispatch loop.
     #[inline]
     pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
         let mut this = self.project();

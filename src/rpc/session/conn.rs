@@ -79,16 +79,17 @@ impl Conn {
     /// Notes a CALL or PUSH going either way (heartbeats are not traffic:
     /// they are what is sent for want of it).
     pub(crate) fn note_traffic(&self, msg: &Message) {
-        if msg.service_method != HEARTBEAT {
-            self.note_traffic_at(Instant::now());
-        }
+        self.note_traffic_at(msg, Instant::now);
     }
 
-    /// Notes traffic at `now`, a time the caller read anyway.
-    fn note_traffic_at(&self, now: Instant) {
-        let since = now.saturating_duration_since(self.born);
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-        self.traffic.fetch_max(nanos, Ordering::Relaxed);
+    /// Notes `msg` as traffic at the time `now` gives (a time the caller
+    /// read anyway, or the clock), asked only when it is traffic.
+    fn note_traffic_at(&self, msg: &Message, now: impl FnOnce() -> Instant) {
+        if msg.service_method != HEARTBEAT {
+            let since = now().saturating_duration_since(self.born);
+            let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+            self.traffic.fetch_max(nanos, Ordering::Relaxed);
+        }
     }
 
     /// When a CALL or PUSH other than a heartbeat last went either way (the
@@ -178,9 +179,7 @@ impl Conn {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq, deadline)?;
-        if msg.service_method != HEARTBEAT {
-            self.note_traffic_at(now);
-        }
+        self.note_traffic_at(&msg, || now);
         permit.send(msg).map_err(|_| self.closed())?;
         Ok(reply)
     }
