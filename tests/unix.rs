@@ -3,24 +3,21 @@
 //! unchanged over TCP and Unix.
 
 mod common;
+#[path = "support/tls.rs"]
+mod tls_support;
 
 use std::{
     os::unix::fs::FileTypeExt,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
 use bytes::Bytes;
 use common::*;
 use getty::{
-    codec::LengthCodec,
-    new_session_fn,
-    tls::{rustls, ServerTlsConfig},
-    Addr, BoxError, Client, EndpointKind, Error, EventListener, ListenerService, Server, Session,
+    codec::LengthCodec, new_session_fn, Addr, BoxError, Client, EndpointKind, Error, EventListener,
+    ListenerService, Server, Session,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -362,20 +359,10 @@ async fn binding_over_a_live_socket_is_an_error_and_the_first_server_keeps_servi
 
 #[tokio::test]
 async fn bind_unix_with_tls_is_an_invalid_input_error() {
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(getty::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key_pair.serialize_der()).into(),
-        )
-        .unwrap();
+    let (server_tls, _) = tls_support::self_signed_tls(&["localhost"]);
     let path = SockPath::new();
     let err = Server::builder()
-        .tls(ServerTlsConfig::from_rustls(Arc::new(config)))
+        .tls(server_tls)
         .bind_unix::<Bytes>(&*path)
         .expect_err("TLS over a Unix socket");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
