@@ -80,6 +80,7 @@ mod config;
 mod report;
 mod rpc_load;
 mod rpc_server;
+mod wire_load;
 
 use std::{env, process::ExitCode, time::Duration};
 
@@ -98,6 +99,7 @@ fn main() -> ExitCode {
     match role.as_deref() {
         Ok(rpc_server::ROLE) => rpc_server::child_main(),
         Ok(rpc_load::ROLE) => rpc_load::child_main(),
+        Ok(wire_load::ROLE) => wire_load::child_main(),
         Ok(servers::ROLE) => servers::child_main(),
         Ok(load::ROLE) => load::child_main(),
         Ok(other) => {
@@ -259,6 +261,14 @@ fn rounds(
                 let run = rpc_load::run(&load, pin.load)
                     .map_err(|e| format!("{} at {depth} in flight: {e}", server.rpc.name()))?;
                 record(target, depth, run);
+                if server.rpc == Rpc::Getty && depth == cfg.depth && servers.tcp.is_some() {
+                    // The same server under the wire generator, for the
+                    // comparison with the TCP echo under its own.
+                    quiet(&pids);
+                    let run = wire_load::run(&load, pin.load)
+                        .map_err(|e| format!("getty (wire) at {depth} in flight: {e}"))?;
+                    record(Target::GettyWire, depth, run);
+                }
             }
         }
         if let Some(tcp) = &servers.tcp {

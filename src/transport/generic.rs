@@ -99,10 +99,16 @@ pub(crate) fn poll_read_stream<T: AsyncRead + Unpin>(
             Err(e) => Err(e),
         }
     } else {
-        if buf.is_empty() || buf.capacity() - buf.len() < MIN_READ {
-            // On an empty buffer whose packets were all dropped, this
-            // reclaims the whole allocation in place instead of reading
-            // into its tail.
+        if buf.is_empty() && buf.capacity() < READ_CHUNK {
+            // An empty buffer whose packets were all dropped takes back its
+            // whole allocation in place, rather than reading into its tail.
+            // Only then: while a packet read earlier is still held (a reply
+            // on its way to its caller's task), `reserve` would allocate a
+            // fresh buffer on every read, and the old one would be freed
+            // when that packet goes; the tail is read into instead.
+            let _ = buf.try_reclaim(READ_CHUNK);
+        }
+        if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_CHUNK);
         }
         let mut limited = (&mut *buf).limit(limit);
