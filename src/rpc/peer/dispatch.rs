@@ -14,7 +14,7 @@ use tower::Service;
 
 use crate::{
     rpc::{
-        router::{Inbound, RouteFuture},
+        router::RouteFuture,
         session::{Conn, Redial},
         Message, MessageType, Session, Status, XferPipe,
     },
@@ -96,7 +96,7 @@ impl Dispatch {
         Session::from_conn(Arc::clone(&self.conn))
     }
 
-    fn message(&mut self, msg: Message) -> EventFuture {
+    fn message(&mut self, mut msg: Message) -> EventFuture {
         match msg.mtype {
             MessageType::Reply => {
                 let seq = msg.seq;
@@ -109,12 +109,9 @@ impl Dispatch {
                 self.conn.note_traffic(&msg);
                 match self.conn.peer.router.route(&msg) {
                     Some(route) => EventFuture::Routed {
-                        conn: Arc::clone(&self.conn),
                         call_pipe: msg.xfer_pipe.clone(),
-                        reply: route.dispatch(Inbound {
-                            session: self.session(),
-                            message: msg,
-                        }),
+                        reply: route.dispatch_message(&self.conn, &mut msg),
+                        conn: Arc::clone(&self.conn),
                     },
                     None => {
                         tracing::warn!(

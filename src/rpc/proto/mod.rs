@@ -170,8 +170,15 @@ impl RawProto {
         let mtype =
             MessageType::from_u8(mtype).ok_or_else(|| ProtoError::UnknownMessageType(mtype))?;
         let method = r.take_range("sm_len")?;
-        let status = Status::parse(r.take_long("status_len")?);
-        let meta = Meta::parse(r.take_long("meta_len")?);
+        // Most messages' own, an OK status and no metadata, known by one
+        // comparison of the bytes that say so.
+        let (status, meta) = if r.rest().starts_with(OK_NO_META) {
+            r.at += OK_NO_META.len();
+            (Status::OK, Meta::new())
+        } else {
+            let status = Status::parse(r.take_long("status_len")?);
+            (status, Meta::parse(r.take_long("meta_len")?))
+        };
         let body_codec = CodecId(r.u8("body_codec")?);
         let body_at = r.at;
         // A slice of the frame, not a copy (none at all when empty, as in
@@ -374,6 +381,11 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
+    /// What is left to read.
+    fn rest(&self) -> &[u8] {
+        &self.payload[self.at..]
+    }
+
     fn u8(&mut self, field: &'static str) -> Result<u8, ProtoError> {
         let b = *self
             .payload
@@ -420,14 +432,31 @@ impl Fields<'_> {
 }
 
 /// The seq's text: base-36 as Go's `strconv.ParseInt(s, 36, 32)` reads it
-/// (either case, an optional sign).
+/// (either case, an optional sign). By hand rather than `from_utf8` and
+/// `i32::from_str_radix`: a call's seq is read per message, and the two
+/// cost more than the rest of its header.
 fn parse_seq(text: &[u8]) -> Result<i32, ProtoError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|s| i32::from_str_radix(s, 36).ok())
-        .ok_or_else(|| ProtoError::BadSeq {
-            text: String::from_utf8_lossy(text).into_owned(),
-        })
+    let bad = || ProtoError::BadSeq {
+        text: String::from_utf8_lossy(text).into_owned(),
+    };
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        let digit = char::from(b).to_digit(36).ok_or_else(bad)?;
+        n = n * 36 + i64::from(digit);
+        // Past any i32 (leading zeros are allowed, so not by length).
+        if n > 1 << 31 {
+            return Err(bad());
+        }
+    }
+    i32::try_from(if negative { -n } else { n }).map_err(|_| bad())
 }
 
 /// Writes the seq's length and text at the start of `buf` (at least 8

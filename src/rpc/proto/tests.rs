@@ -74,6 +74,27 @@ fn seq_text_in_upper_case_parses() {
 }
 
 #[test]
+fn seq_text_is_read_as_go_parse_int_reads_it() {
+    // A sign, leading zeros: Go's `strconv.ParseInt(s, 36, 32)` takes them.
+    assert_eq!(parse_seq(b"+5").unwrap(), 5);
+    assert_eq!(parse_seq(b"-0").unwrap(), 0);
+    assert_eq!(parse_seq(b"0000000000001").unwrap(), 1);
+    assert_eq!(parse_seq(b"-00zik0zk").unwrap(), i32::MIN);
+    // One past either end of an i32, a bare sign, a sign twice: refused.
+    for text in [
+        &b"zik0zk"[..],
+        b"-zik0zl",
+        b"-",
+        b"+",
+        b"--1",
+        b"+-1",
+        b"zzzzzzzzzzzzzzzz",
+    ] {
+        assert!(parse_seq(text).is_err(), "{text:?}");
+    }
+}
+
+#[test]
 fn a_partial_frame_waits_for_the_rest() {
     let mut p = proto();
     let whole = encode(&mut p, full()).unwrap();

@@ -6,12 +6,12 @@ use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe, syn
 use bytes::Bytes;
 use futures_util::FutureExt;
 
-use super::{CallCtx, Handle, Inbound, PushCtx, RouteFuture};
+use super::{CallCtx, Handle, PushCtx, RouteFuture};
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
     session::Conn,
     session::ACCEPT_BODY_CODEC,
-    Message, MessageType, Meta, ServiceMethod, Status, XferPipe,
+    Message, MessageType, Meta, ServiceMethod, Session, Status, XferPipe,
 };
 
 /// A handler's successful answer with reply settings: metadata, a codec,
@@ -137,40 +137,6 @@ where
     }
 }
 
-/// An inbound message taken apart for its handler: the body out of the
-/// message, and its connection, whose peer's codecs decode it.
-struct Opened {
-    session: crate::rpc::Session,
-    message: Message,
-    body: bytes::Bytes,
-    /// Kept whole rather than cloning the codecs out of it: one reference
-    /// count per call instead of two.
-    conn: Arc<Conn>,
-}
-
-impl Opened {
-    /// The argument, decoded from the body by the message's codec.
-    fn arg<A: FromBody>(&mut self) -> Result<A, Status> {
-        let body = std::mem::take(&mut self.body);
-        A::from_body(self.message.body_codec, body, &self.conn.peer.codecs)
-    }
-
-    /// `None` when the connection is already gone: nobody to answer.
-    fn of(inbound: Inbound) -> Option<Opened> {
-        let Inbound {
-            session,
-            mut message,
-        } = inbound;
-        let conn = session.conn().ok()?;
-        Some(Opened {
-            conn,
-            body: std::mem::take(&mut message.body),
-            session,
-            message,
-        })
-    }
-}
-
 /// A call handler as a tower service of the router.
 pub(crate) struct CallService<H, A, R> {
     handler: H,
@@ -201,20 +167,20 @@ where
     A: FromBody + Send + 'static,
     R: IntoReply + Send + 'static,
 {
-    fn handle(&self, inbound: Inbound) -> RouteFuture {
+    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
         // What needs no waiting is done here, before the future is made:
         // the boxed future then holds only the handler's own and the
         // reply's shape, and a bad body is answered without one.
-        let Some(mut opened) = Opened::of(inbound) else {
-            return Box::pin(std::future::ready(Ok(None)));
-        };
-        let shape = ReplyShape::of(&opened.message);
-        let arg = match opened.arg::<A>() {
+        let shape = ReplyShape::of(msg);
+        let body = std::mem::take(&mut msg.body);
+        let arg = match A::from_body(msg.body_codec, body, &conn.peer.codecs) {
             Ok(arg) => arg,
             Err(status) => return Box::pin(std::future::ready(Ok(Some(shape.failed(status))))),
         };
-        let ctx = CallCtx::take(opened.session, &mut opened.message);
-        let conn = opened.conn;
+        let ctx = CallCtx::take(Session::from_conn(Arc::clone(conn)), msg);
+        // Kept whole rather than cloning the codecs out of it: one
+        // reference count per call instead of two.
+        let conn = Arc::clone(conn);
         let outcome = AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind();
         Box::pin(async move {
             Ok(Some(match outcome.await {
@@ -257,16 +223,14 @@ where
     H: PushHandler<A>,
     A: FromBody + Send + 'static,
 {
-    fn handle(&self, inbound: Inbound) -> RouteFuture {
+    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
         let handler = self.handler.clone();
+        // A cheap clone (it shares the frame), kept for the log.
+        let method = msg.service_method.clone();
+        let body = std::mem::take(&mut msg.body);
+        let arg = A::from_body(msg.body_codec, body, &conn.peer.codecs);
+        let ctx = PushCtx::take(Session::from_conn(Arc::clone(conn)), msg);
         Box::pin(async move {
-            let Some(mut opened) = Opened::of(inbound) else {
-                return Ok(None);
-            };
-            // A cheap clone (it shares the frame), kept for the log.
-            let method = opened.message.service_method.clone();
-            let arg = opened.arg::<A>();
-            let ctx = PushCtx::take(opened.session, &mut opened.message);
             let outcome = match arg {
                 Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))
                     .catch_unwind()

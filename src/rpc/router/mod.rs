@@ -11,6 +11,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -27,6 +28,7 @@ use self::{
 use crate::{
     rpc::{
         codec::{FromBody, Raw},
+        session::Conn,
         Message, MessageType, Session, Status,
     },
     BoxError,
@@ -252,8 +254,7 @@ impl Router {
 struct Refuse;
 
 impl Handle for Refuse {
-    fn handle(&self, inbound: Inbound) -> RouteFuture {
-        let msg = &inbound.message;
+    fn handle_message(&self, _: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
         let status = if msg.service_method.is_empty() {
             Status::framework_with(
                 Status::CODE_BAD_MESSAGE,

@@ -13,7 +13,7 @@ use std::{
 use tower::{util::BoxCloneSyncService, Service, ServiceExt};
 
 use super::Inbound;
-use crate::rpc::Message;
+use crate::rpc::{session::Conn, Message, ServiceMethod, Session};
 
 /// The future of a route's answer.
 pub(crate) type RouteFuture =
@@ -22,7 +22,24 @@ pub(crate) type RouteFuture =
 /// What a route does when called through a shared reference: a handler
 /// needs no `&mut` (it clones what it needs into its future).
 pub(crate) trait Handle: Send + Sync + 'static {
-    fn handle(&self, inbound: Inbound) -> RouteFuture;
+    /// Handles `msg`, which came on `conn`, taking out of it what it
+    /// keeps: the session's dispatch calls this, with the message where
+    /// the decoder left it rather than moved down through each call.
+    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture;
+
+    /// Handles an inbound message as the innermost service of a layered
+    /// route (or of the router called as a service).
+    fn handle(&self, inbound: Inbound) -> RouteFuture {
+        let Inbound {
+            session,
+            mut message,
+        } = inbound;
+        match session.conn() {
+            Ok(conn) => self.handle_message(&conn, &mut message),
+            // The connection is already gone: nobody to answer.
+            Err(_) => Box::pin(std::future::ready(Ok(None))),
+        }
+    }
 }
 
 /// A route: a tower service answering a call with its reply (`Some`), a
@@ -79,6 +96,24 @@ impl Route {
         match &self.kind {
             Kind::Handler(handle) => handle.handle(inbound),
             Kind::Service(service) => Box::pin(service.clone().oneshot(inbound)),
+        }
+    }
+
+    /// Runs the route once for `msg`, which came on `conn`: a handler
+    /// takes out of the message what it keeps; a layered route gets it
+    /// whole, as an [`Inbound`].
+    pub(crate) fn dispatch_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
+        match &self.kind {
+            Kind::Handler(handle) => handle.handle_message(conn, msg),
+            Kind::Service(service) => {
+                let message =
+                    std::mem::replace(msg, Message::new(msg.mtype, msg.seq, ServiceMethod::new()));
+                let inbound = Inbound {
+                    session: Session::from_conn(Arc::clone(conn)),
+                    message,
+                };
+                Box::pin(service.clone().oneshot(inbound))
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicI32, AtomicU64, Ordering},
         Arc, Weak,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use super::{
@@ -30,9 +30,10 @@ pub(crate) struct Conn {
     pub(crate) peer: Arc<PeerShared>,
     /// Whether a plugin that talks first (auth) has finished.
     pub(crate) handshake: Handshake,
-    born: Instant,
-    /// When a CALL or PUSH other than a heartbeat last went either way, in
-    /// nanoseconds since `born`: what erpc's heartbeat plugins call traffic.
+    /// How many CALLs and PUSHes other than heartbeats went either way:
+    /// what erpc's heartbeat plugins call traffic. A count, not a time:
+    /// the plugins look at it once per tick, and reading the clock per
+    /// message cost more than the rest of noting it.
     traffic: AtomicU64,
 }
 
@@ -58,7 +59,6 @@ impl Conn {
             pending: Pending::default(),
             peer,
             handshake: Handshake::default(),
-            born: Instant::now(),
             traffic: AtomicU64::new(0),
         }
     }
@@ -79,23 +79,15 @@ impl Conn {
     /// Notes a CALL or PUSH going either way (heartbeats are not traffic:
     /// they are what is sent for want of it).
     pub(crate) fn note_traffic(&self, msg: &Message) {
-        self.note_traffic_at(msg, Instant::now);
-    }
-
-    /// Notes `msg` as traffic at the time `now` gives (a time the caller
-    /// read anyway, or the clock), asked only when it is traffic.
-    fn note_traffic_at(&self, msg: &Message, now: impl FnOnce() -> Instant) {
         if msg.service_method != HEARTBEAT {
-            let since = now().saturating_duration_since(self.born);
-            let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-            self.traffic.fetch_max(nanos, Ordering::Relaxed);
+            self.traffic.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// When a CALL or PUSH other than a heartbeat last went either way (the
-    /// connection's creation if none did).
-    pub(crate) fn last_traffic(&self) -> Instant {
-        self.born + Duration::from_nanos(self.traffic.load(Ordering::Relaxed))
+    /// How many CALLs and PUSHes other than heartbeats have gone either
+    /// way: it changed between two looks if there was traffic between them.
+    pub(crate) fn traffic_count(&self) -> u64 {
+        self.traffic.load(Ordering::Relaxed)
     }
 
     /// The next seq of a message this side originates; wraps through the
@@ -150,36 +142,31 @@ impl Conn {
         msg: Message,
         deadline: Option<Deadline>,
     ) -> Result<Message, Status> {
-        self.start(permit, msg, deadline, Instant::now())?.await
+        self.start(permit, msg, deadline)?.await
     }
 
     /// Sends a call through `permit` now, timed out `timeout` from now,
     /// and returns the wait for its reply (dropping it forgets the waiter).
-    /// The clock is read once, for the deadline and the traffic stamp.
     pub(crate) fn send_call(
         &self,
         permit: SendPermit<Message>,
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<Reply, Status> {
-        let now = Instant::now();
-        let deadline = timeout.map(|limit| Deadline::at(now.into(), limit));
-        self.start(permit, msg, deadline, now)
+        self.start(permit, msg, timeout.map(Deadline::after))
     }
 
-    /// Sends a call through `permit` and returns the wait for its reply;
-    /// `now` is the time of sending.
+    /// Sends a call through `permit` and returns the wait for its reply.
     fn start(
         &self,
         permit: SendPermit<Message>,
         mut msg: Message,
         deadline: Option<Deadline>,
-        now: Instant,
     ) -> Result<Reply, Status> {
         msg.seq = self.next_seq();
         self.check_writable(&msg)?;
         let reply = self.pending.register(msg.seq, deadline)?;
-        self.note_traffic_at(&msg, || now);
+        self.note_traffic(&msg);
         permit.send(msg).map_err(|_| self.closed())?;
         Ok(reply)
     }

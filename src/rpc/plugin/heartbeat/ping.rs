@@ -113,6 +113,7 @@ impl<S> Layer<S> for HeartbeatPing {
             inner,
             config: *self,
             checked: None,
+            traffic: 0,
         }
     }
 }
@@ -134,6 +135,8 @@ pub struct HeartbeatPingService<S> {
     config: HeartbeatPing,
     /// When the session was last looked at (its opening, at first).
     checked: Option<Instant>,
+    /// The connection's traffic count then.
+    traffic: u64,
 }
 
 impl<S> HeartbeatPingService<S> {
@@ -151,7 +154,8 @@ impl<S> HeartbeatPingService<S> {
             return;
         }
         self.checked = Some(now);
-        if conn.last_traffic() >= checked || session.is_closed() {
+        let traffic = conn.traffic_count();
+        if std::mem::replace(&mut self.traffic, traffic) != traffic || session.is_closed() {
             return;
         }
         let msg = self.config.message(&conn);

@@ -111,7 +111,10 @@ fn beat(session: &Session, hb: Option<&str>) -> Result<(), Status> {
 /// It works on the session's cron: the first heartbeat makes the period at
 /// most the rate (it is unknown before), and each tick looks how long the
 /// session has been silent, so a silent one closes between two and three
-/// rates after its last message.
+/// rates after its last heartbeat. CALLs and PUSHes are counted rather
+/// than timed (a clock read per message cost more than the rest of noting
+/// it), and seen at the next tick: up to one rate more after the last of
+/// those.
 ///
 /// ```
 /// use getty::rpc::{plugin::heartbeat::{self, HeartbeatPong}, Peer, Router};
@@ -138,7 +141,10 @@ impl<S> Layer<S> for HeartbeatPong {
     type Service = HeartbeatPongService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HeartbeatPongService { inner }
+        HeartbeatPongService {
+            inner,
+            traffic: (0, None),
+        }
     }
 }
 
@@ -156,19 +162,32 @@ impl<S> Layer<S> for HeartbeatPong {
 #[derive(Debug)]
 pub struct HeartbeatPongService<S> {
     inner: S,
+    /// The connection's traffic count at the last tick, and the tick that
+    /// first saw it (none while it is 0).
+    traffic: (u64, Option<Instant>),
 }
 
-fn on_tick(session: &crate::Session<Message>) {
-    let (Some(beating), Some(conn)) = (session.attribute::<Beating>(), Conn::of(session)) else {
-        return;
-    };
-    let last = beating.last.max(conn.last_traffic());
-    let silent = last.elapsed();
-    if silent > beating.rate * 2 && !session.is_closed() {
-        session.close_with_error(format!(
-            "no heartbeat nor traffic for {silent:.1?} (heartbeat rate {:?})",
-            beating.rate
-        ));
+impl<S> HeartbeatPongService<S> {
+    fn on_tick(&mut self, session: &crate::Session<Message>) {
+        let (Some(beating), Some(conn)) = (session.attribute::<Beating>(), Conn::of(session))
+        else {
+            return;
+        };
+        let now = Instant::now();
+        // Traffic is counted, not timed: a change of the count is taken
+        // for traffic at this tick, the first that can see it.
+        let count = conn.traffic_count();
+        if count != self.traffic.0 {
+            self.traffic = (count, Some(now));
+        }
+        let last = self.traffic.1.map_or(beating.last, |t| t.max(beating.last));
+        let silent = now.saturating_duration_since(last);
+        if silent > beating.rate * 2 && !session.is_closed() {
+            session.close_with_error(format!(
+                "no heartbeat nor traffic for {silent:.1?} (heartbeat rate {:?})",
+                beating.rate
+            ));
+        }
     }
 }
 
@@ -186,7 +205,7 @@ where
 
     fn call(&mut self, req: Request<Message, Message>) -> Self::Future {
         if let Event::Tick = req.event {
-            on_tick(&req.session);
+            self.on_tick(&req.session);
         }
         self.inner.call(req)
     }
