@@ -260,18 +260,27 @@ pub(crate) fn check_writable(
     max_len: usize,
 ) -> Result<(), String> {
     let ids = msg.xfer_pipe.ids();
+    let method = msg.service_method.len();
+    let ok_no_meta = msg.status == Status::OK && msg.meta.is_empty();
+    if ids.is_empty() && ok_no_meta && method <= usize::from(u8::MAX) {
+        // The common case, bounded with the longest seq (7 bytes) rather
+        // than measured: a frame that fits so fits exactly.
+        let most = HEAD + 1 + 7 + 2 + method + OK_NO_META.len() + 1 + msg.body.len();
+        if most <= max_len {
+            return Ok(());
+        }
+    }
     if ids.len() > usize::from(u8::MAX) {
         return Err(ProtoError::TooManyXferFilters(ids.len()).to_string());
     }
     if let Some(&id) = ids.iter().find(|id| !filters.contains(**id)) {
         return Err(ProtoError::UnknownXferFilter(id).to_string());
     }
-    let method = msg.service_method.len();
     if method > usize::from(u8::MAX) {
         return Err(ProtoError::ServiceMethodTooLong(method).to_string());
     }
-    // The common case, an OK status and no metadata, without encoding.
-    let (status, meta) = if msg.status == Status::OK && msg.meta.is_empty() {
+    // An OK status and no metadata without encoding them.
+    let (status, meta) = if ok_no_meta {
         (b"code=0".len(), 0)
     } else {
         let mut scratch = BytesMut::new();
@@ -488,11 +497,12 @@ fn seq_text(buf: &mut [u8], seq: i32) -> usize {
 
 /// Appends the payload: everything from the seq to the body.
 ///
-/// The short fields go out in as few writes as their order allows (each
-/// write to a `BytesMut` checks its room and copies through `memcpy`, and
-/// one per field cost as much as the body's copy): the seq, type and
-/// method's length from a stack buffer; an OK status and empty metadata,
-/// most messages' own, as one constant with their length fields.
+/// The fields before the body go out in as few writes as their order
+/// allows (each write to a `BytesMut` checks its room and copies through
+/// `memcpy`, and one per field cost as much as the body's copy): with an
+/// OK status and empty metadata, most messages' own, everything up to the
+/// body is one write from a stack buffer; otherwise the seq, type and
+/// method are, and the status and metadata follow.
 fn put_payload(msg: &Message, dst: &mut BytesMut, lead: &[u8]) -> Result<(), ProtoError> {
     let method = msg.service_method.as_bytes();
     let method_len =
@@ -500,21 +510,29 @@ fn put_payload(msg: &Message, dst: &mut BytesMut, lead: &[u8]) -> Result<(), Pro
     // A little more than the common case needs, so the writes below stay
     // within one reservation.
     dst.reserve(lead.len() + SEQ_HEAD + method.len() + OK_NO_META.len() + 1 + msg.body.len());
-    let mut head = [0u8; LEAD_MAX + SEQ_HEAD];
+    let mut head = [0u8; HEAD_MAX];
     head[..lead.len()].copy_from_slice(lead);
-    let at = lead.len() + seq_text(&mut head[lead.len()..], msg.seq);
+    let mut at = lead.len() + seq_text(&mut head[lead.len()..], msg.seq);
     head[at] = msg.mtype as u8;
     head[at + 1] = method_len;
-    dst.put_slice(&head[..at + 2]);
-    dst.put_slice(method);
-    if msg.status == Status::OK && msg.meta.is_empty() {
-        let mut tail = [0u8; OK_NO_META.len() + 1];
-        tail[..OK_NO_META.len()].copy_from_slice(OK_NO_META);
-        tail[OK_NO_META.len()] = msg.body_codec.as_u8();
-        dst.put_slice(&tail);
+    at += 2;
+    let ok_no_meta = msg.status == Status::OK && msg.meta.is_empty();
+    if ok_no_meta && method.len() <= METHOD_IN_HEAD {
+        head[at..at + method.len()].copy_from_slice(method);
+        at += method.len();
+        head[at..at + OK_NO_META.len()].copy_from_slice(OK_NO_META);
+        at += OK_NO_META.len();
+        head[at] = msg.body_codec.as_u8();
+        dst.put_slice(&head[..=at]);
     } else {
-        put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
-        put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+        dst.put_slice(&head[..at]);
+        dst.put_slice(method);
+        if ok_no_meta {
+            dst.put_slice(OK_NO_META);
+        } else {
+            put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
+            put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
+        }
         dst.put_u8(msg.body_codec.as_u8());
     }
     dst.put_slice(&msg.body);
@@ -528,6 +546,16 @@ const LEAD_MAX: usize = HEAD;
 /// The seq's length byte and text, the type and the method's length: at
 /// most 1 + 7 + 1 + 1 bytes.
 const SEQ_HEAD: usize = 10;
+
+/// The stack buffer of everything before the body: the lead, the seq's
+/// head, a method of at most [`METHOD_IN_HEAD`] bytes, an OK status and no
+/// metadata, and the codec: 64 bytes, kept small because it is zeroed per
+/// message.
+const HEAD_MAX: usize = LEAD_MAX + SEQ_HEAD + METHOD_IN_HEAD + OK_NO_META.len() + 1;
+
+/// The longest method written with the rest of the head in one go; a
+/// longer one (rare: most are a few path segments) is a write of its own.
+const METHOD_IN_HEAD: usize = 38;
 
 /// An OK status (`code=0`, as erpc writes it) and no metadata, with their
 /// `u16` lengths.

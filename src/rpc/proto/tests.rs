@@ -199,3 +199,51 @@ fn check_writable_agrees_with_the_encoder() {
     assert!(check_writable(&huge_meta, &filters, big).is_err());
     assert!(encode(&mut proto(), huge_meta).is_err());
 }
+
+/// The head goes out in one write for short methods and in several for
+/// long ones: either way the frame is the fields in erpc's order.
+#[test]
+fn methods_short_and_long_encode_field_by_field() {
+    let mut p = proto();
+    for len in [
+        0,
+        1,
+        METHOD_IN_HEAD - 1,
+        METHOD_IN_HEAD,
+        METHOD_IN_HEAD + 1,
+        100,
+        255,
+    ] {
+        let method = "m".repeat(len);
+        for seq in [0, -5, i32::MIN, i32::MAX] {
+            for msg in [
+                Message::new(MessageType::Call, seq, method.clone())
+                    .with_body(CodecId::PLAIN, &b"body"[..]),
+                Message::new(MessageType::Call, seq, method.clone())
+                    .with_status(Status::new(7, "x"))
+                    .with_body(CodecId::PLAIN, &b"body"[..]),
+            ] {
+                let buf = encode(&mut p, msg.clone()).unwrap();
+                // By hand: size, no filters, seq, type, method, status,
+                // metadata, codec, body.
+                let mut text = [0u8; SEQ_HEAD];
+                let n = seq_text(&mut text, seq);
+                let mut want = vec![0, 0, 0, 0, 0];
+                want.extend_from_slice(&text[..n]);
+                want.extend_from_slice(&[MessageType::Call as u8, len as u8]);
+                want.extend_from_slice(method.as_bytes());
+                let mut status = BytesMut::new();
+                msg.status.encode(&mut status);
+                want.extend_from_slice(&(status.len() as u16).to_be_bytes());
+                want.extend_from_slice(&status);
+                want.extend_from_slice(&[0, 0, b's']);
+                want.extend_from_slice(b"body");
+                let size = (want.len() as u32).to_be_bytes();
+                want[..4].copy_from_slice(&size);
+                assert_eq!(&buf[..], &want[..], "method of {len}, seq {seq}");
+                let mut buf = buf;
+                assert_eq!(p.decode(&mut buf).unwrap(), Some(msg));
+            }
+        }
+    }
+}

@@ -1,10 +1,20 @@
 //! Handlers: async functions of a context and a typed argument, made
 //! into the routes the router holds.
 
-use std::{fmt, future::Future, marker::PhantomData, panic::AssertUnwindSafe, sync::Arc};
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
 
 use bytes::Bytes;
-use futures_util::FutureExt;
+use futures_util::{future::CatchUnwind, FutureExt};
+use pin_project::pin_project;
 
 use super::{CallCtx, Handle, PushCtx, RouteFuture};
 use crate::rpc::{
@@ -181,17 +191,49 @@ where
         // Kept whole rather than cloning the codecs out of it: one
         // reference count per call instead of two.
         let conn = Arc::clone(conn);
-        let outcome = AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind();
-        Box::pin(async move {
-            Ok(Some(match outcome.await {
-                Ok(Ok(value)) => {
-                    let peer = &conn.peer;
-                    shape.answer(value.into_reply(), &peer.codecs, peer.default_codec)
-                }
-                Ok(Err(status)) => shape.failed(status),
-                Err(panic) => shape.failed(panicked(&*panic)),
-            }))
+        Box::pin(Answering {
+            outcome: AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind(),
+            shape: Some(shape),
+            conn,
         })
+    }
+}
+
+/// A call handler's future and what its reply needs: the reply's shape
+/// and the connection whose codecs encode it. Written out rather than as
+/// an `async` block, which would hold the handler's future twice (as
+/// captured, and as awaited): it is boxed per call.
+#[pin_project]
+struct Answering<F> {
+    #[pin]
+    outcome: CatchUnwind<AssertUnwindSafe<F>>,
+    /// Taken when the reply is made.
+    shape: Option<ReplyShape>,
+    conn: Arc<Conn>,
+}
+
+impl<F, R> Future for Answering<F>
+where
+    F: Future<Output = Result<R, Status>>,
+    R: IntoReply,
+{
+    type Output = Result<Option<Message>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = ready!(this.outcome.poll(cx));
+        // Polled again after its reply: nothing more to answer.
+        let Some(shape) = this.shape.take() else {
+            return Poll::Ready(Ok(None));
+        };
+        Poll::Ready(Ok(Some(match outcome {
+            Ok(Ok(value)) => {
+                let peer = &this.conn.peer;
+                shape.answer(value.into_reply(), &peer.codecs, peer.default_codec)
+            }
+            Ok(Err(status)) => shape.failed(status),
+            Err(panic) => shape.failed(panicked(&*panic)),
+        })))
     }
 }
 
