@@ -261,7 +261,7 @@ fn rounds(
                 let run = rpc_load::run(&load, pin.load)
                     .map_err(|e| format!("{} at {depth} in flight: {e}", server.rpc.name()))?;
                 record(target, depth, run);
-                if server.rpc == Rpc::Getty && depth == cfg.depth && servers.tcp.is_some() {
+                if server.rpc == Rpc::Getty && depth == cfg.depth {
                     // The same server under the wire generator, for the
                     // comparison with the TCP echo under its own.
                     quiet(&pids);

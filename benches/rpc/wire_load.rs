@@ -130,16 +130,41 @@ fn seq_text(seq: i32) -> ([u8; 7], usize) {
     (text, 7 - i)
 }
 
+/// The seq from its base-36 text (lowercase, as the server writes it).
+fn parse_seq36(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 7 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        n = n * 36 + i64::from(char::from(b).to_digit(36)?);
+    }
+    i32::try_from(if negative { -n } else { n }).ok()
+}
+
 /// How calls go out and replies are checked.
 struct Frames {
     /// The body, `fill` from byte 8 on.
     template: Vec<u8>,
+    /// A call's bytes between the seq and the body: type, method, status,
+    /// metadata, codec.
+    call_middle: Vec<u8>,
 }
 
 impl Frames {
     fn new(payload: usize) -> Frames {
+        let method = ECHO_METHOD.as_bytes();
+        let mut call_middle = vec![CALL, method.len() as u8];
+        call_middle.extend_from_slice(method);
+        call_middle.extend_from_slice(OK_NO_META);
+        call_middle.push(PLAIN);
         Frames {
             template: (0..payload).map(|i| (i * 7 + 3) as u8).collect(),
+            call_middle,
         }
     }
 
@@ -150,17 +175,13 @@ impl Frames {
 
     fn push_call(&self, out: &mut BytesMut, seq: i32) {
         let (text, len) = seq_text(seq);
-        let method = ECHO_METHOD.as_bytes();
-        let size = 4 + 1 + 1 + len + 1 + 1 + method.len() + OK_NO_META.len() + 1;
-        out.put_u32((size + self.template.len()) as u32);
-        out.put_u8(0);
-        out.put_u8(len as u8);
-        out.put_slice(&text[..len]);
-        out.put_u8(CALL);
-        out.put_u8(method.len() as u8);
-        out.put_slice(method);
-        out.put_slice(OK_NO_META);
-        out.put_u8(PLAIN);
+        let size = 4 + 1 + 1 + len + self.call_middle.len() + self.template.len();
+        let mut head = [0u8; 4 + 1 + 1 + 7];
+        head[..4].copy_from_slice(&(size as u32).to_be_bytes());
+        head[5] = len as u8;
+        head[6..6 + len].copy_from_slice(&text[..len]);
+        out.put_slice(&head[..6 + len]);
+        out.put_slice(&self.call_middle);
         out.put_u64(seq as u64);
         out.put_slice(&self.template[8..]);
     }
@@ -190,10 +211,7 @@ impl Frames {
         let (seq, rest) = rest
             .split_at_checked(usize::from(seq_len))
             .ok_or_else(|| bad("seq overruns"))?;
-        let seq = std::str::from_utf8(seq)
-            .ok()
-            .and_then(|s| i32::from_str_radix(s, 36).ok())
-            .ok_or_else(|| bad("seq not base-36"))?;
+        let seq = parse_seq36(seq).ok_or_else(|| bad("seq not base-36"))?;
         let [mtype, method_len, rest @ ..] = rest else {
             return Err(bad("truncated after the seq"));
         };
