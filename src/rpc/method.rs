@@ -1,13 +1,19 @@
-//! [`ServiceMethod`]: a message's route as shared bytes.
+//! [`ServiceMethod`]: a message's route, short ones kept in place and
+//! longer ones as shared bytes.
 
-use std::{borrow::Borrow, fmt, hash, ops::Deref};
+use std::{borrow::Borrow, cmp::Ordering, fmt, hash, ops::Deref};
 
 use bytes::Bytes;
 
-/// A service method (`/home/echo`): UTF-8 text kept in [`Bytes`], so that a
-/// literal costs no allocation (it points at the static text) and a decoded
-/// one none either (it is a slice of the frame it came in). It reads as a
-/// `str` everywhere one is expected.
+/// The longest method kept in place rather than in [`Bytes`]: what fits
+/// beside the length without making the type larger than `Bytes` itself.
+const INLINE: usize = 23;
+
+/// A service method (`/home/echo`): UTF-8 text. A literal costs no
+/// allocation (it points at the static text); one decoded from a frame
+/// costs none either: up to 23 bytes, most methods, it is copied in place
+/// (no reference count to take on the frame and drop later), a longer one
+/// is a slice of the frame. It reads as a `str` everywhere one is expected.
 ///
 /// ```
 /// use getty::rpc::ServiceMethod;
@@ -20,21 +26,47 @@ use bytes::Bytes;
 /// assert_eq!(ServiceMethod::try_from(bytes::Bytes::from_static(b"\xff")).ok(), None);
 /// assert!(ServiceMethod::default().is_empty());
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct ServiceMethod(
     /// Always UTF-8: every constructor starts from text or checks it.
-    Bytes,
+    Repr,
 );
+
+#[derive(Clone)]
+enum Repr {
+    /// Up to [`INLINE`] bytes, in place.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A literal, text given as a `String`, or a longer slice of a frame.
+    Shared(Bytes),
+}
 
 impl ServiceMethod {
     /// No service method (what replies carry).
     pub const fn new() -> ServiceMethod {
-        ServiceMethod(Bytes::new())
+        ServiceMethod(Repr::Shared(Bytes::new()))
     }
 
     /// A service method pointing at static text.
     pub const fn from_static(text: &'static str) -> ServiceMethod {
-        ServiceMethod(Bytes::from_static(text.as_bytes()))
+        ServiceMethod(Repr::Shared(Bytes::from_static(text.as_bytes())))
+    }
+
+    /// The method at `range` of a frame: copied in place when short, else
+    /// a slice of the frame; `None` unless it is UTF-8.
+    pub(crate) fn from_frame(
+        frame: &Bytes,
+        range: std::ops::Range<usize>,
+    ) -> Result<ServiceMethod, std::str::Utf8Error> {
+        let text = &frame[range.clone()];
+        check_utf8(text)?;
+        Ok(match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE => {
+                let mut bytes = [0u8; INLINE];
+                bytes[..text.len()].copy_from_slice(text);
+                ServiceMethod(Repr::Inline { len, bytes })
+            }
+            _ => ServiceMethod(Repr::Shared(frame.slice(range))),
+        })
     }
 
     /// The text.
@@ -42,12 +74,15 @@ impl ServiceMethod {
         // Every constructor keeps the bytes UTF-8; the check is a short
         // scan (a method is at most 255 bytes on the wire), and keeps this
         // module free of `unsafe`.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The text's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(bytes) => bytes,
+        }
     }
 
     /// Its length in bytes (without looking at the text, as the `str`
@@ -59,17 +94,59 @@ impl ServiceMethod {
     /// assert!(!method.is_empty() && getty::rpc::ServiceMethod::new().is_empty());
     /// ```
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(bytes) => bytes.len(),
+        }
     }
 
     /// Whether it is empty (as replies' are).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
-    /// The bytes it is kept in.
+    /// The text as [`Bytes`] (a copy for a short method decoded from a
+    /// frame, which is kept in place).
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        match self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+}
+
+/// Methods are ASCII paths: checked a word at a time, the full UTF-8
+/// check only for the rest.
+fn check_utf8(text: &[u8]) -> Result<(), std::str::Utf8Error> {
+    if !text.is_ascii() {
+        std::str::from_utf8(text)?;
+    }
+    Ok(())
+}
+
+impl Default for ServiceMethod {
+    fn default() -> ServiceMethod {
+        ServiceMethod::new()
+    }
+}
+
+impl PartialEq for ServiceMethod {
+    fn eq(&self, other: &ServiceMethod) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ServiceMethod {}
+
+impl PartialOrd for ServiceMethod {
+    fn partial_cmp(&self, other: &ServiceMethod) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ServiceMethod {
+    fn cmp(&self, other: &ServiceMethod) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -108,7 +185,7 @@ impl From<&'static str> for ServiceMethod {
 
 impl From<String> for ServiceMethod {
     fn from(text: String) -> ServiceMethod {
-        ServiceMethod(Bytes::from(text))
+        ServiceMethod(Repr::Shared(Bytes::from(text)))
     }
 }
 
@@ -144,12 +221,8 @@ impl TryFrom<Bytes> for ServiceMethod {
 
     /// The bytes as they are, once checked to be UTF-8.
     fn try_from(bytes: Bytes) -> Result<ServiceMethod, std::str::Utf8Error> {
-        // Methods are ASCII paths: checked a word at a time, the full
-        // UTF-8 check only for the rest.
-        if !bytes.is_ascii() {
-            std::str::from_utf8(&bytes)?;
-        }
-        Ok(ServiceMethod(bytes))
+        check_utf8(&bytes)?;
+        Ok(ServiceMethod(Repr::Shared(bytes)))
     }
 }
 
@@ -198,5 +271,68 @@ impl fmt::Debug for ServiceMethod {
 impl fmt::Display for ServiceMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, RandomState};
+
+    use bytes::Bytes;
+
+    use super::{Repr, ServiceMethod, INLINE};
+
+    fn decoded(text: &[u8]) -> ServiceMethod {
+        let mut frame = b"head".to_vec();
+        frame.extend_from_slice(text);
+        frame.extend_from_slice(b"tail");
+        ServiceMethod::from_frame(&Bytes::from(frame), 4..4 + text.len()).expect("UTF-8")
+    }
+
+    #[test]
+    fn short_decoded_methods_are_kept_in_place_and_long_ones_share_the_frame() {
+        let short = "m".repeat(INLINE);
+        let long = "m".repeat(INLINE + 1);
+        assert!(matches!(decoded(short.as_bytes()).0, Repr::Inline { .. }));
+        assert!(matches!(decoded(long.as_bytes()).0, Repr::Shared(_)));
+        assert!(matches!(decoded(b"").0, Repr::Inline { len: 0, .. }));
+        assert_eq!(
+            std::mem::size_of::<ServiceMethod>(),
+            std::mem::size_of::<Bytes>()
+        );
+    }
+
+    #[test]
+    fn either_form_is_the_same_text_to_every_reader() {
+        let hasher = RandomState::new();
+        for text in ["", "/home/echo", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n", "/é/ü"] {
+            let ours = decoded(text.as_bytes());
+            let literal = ServiceMethod::from(text);
+            let owned = ServiceMethod::from(text.to_owned());
+            for m in [&ours, &literal, &owned] {
+                assert_eq!(m, &literal);
+                assert_eq!(m.as_str(), text);
+                assert_eq!(m.len(), text.len());
+                assert_eq!(m.is_empty(), text.is_empty());
+                assert_eq!(m.cmp(&literal), std::cmp::Ordering::Equal);
+                // `Borrow<str>` wants the hash of the text.
+                assert_eq!(hasher.hash_one(m), hasher.hash_one(text));
+                assert_eq!(&m.clone().into_bytes()[..], text.as_bytes());
+            }
+        }
+        assert!(decoded(b"/a") < decoded(b"/b"));
+        assert!(ServiceMethod::from("/b") > decoded(b"/a"));
+    }
+
+    #[test]
+    fn a_method_that_is_not_utf8_is_refused_whatever_its_length() {
+        let long = [&[b'/'; 39][..], b"\xff"].concat();
+        for text in [&b"\xff"[..], &long] {
+            let frame = Bytes::copy_from_slice(text);
+            assert!(
+                ServiceMethod::from_frame(&frame, 0..text.len()).is_err(),
+                "{text:?}"
+            );
+        }
     }
 }

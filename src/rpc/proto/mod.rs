@@ -181,9 +181,9 @@ impl RawProto {
         };
         let body_codec = CodecId(r.u8("body_codec")?);
         let body_at = r.at;
-        // A slice of the frame, not a copy (none at all when empty, as in
-        // replies).
-        let service_method = ServiceMethod::try_from(payload.slice(method))
+        // Copied in place when short, else a slice of the frame (nothing
+        // at all when empty, as in replies).
+        let service_method = ServiceMethod::from_frame(&payload, method)
             .map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
         payload.advance(body_at);
         Ok(Message {
