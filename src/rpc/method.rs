@@ -321,7 +321,7 @@ mod tests {
             }
         }
         assert!(decoded(b"/a") < decoded(b"/b"));
-        assert!(ServiceMethod::from("/b") > decoded(b"/a"));
+        assert!(ServiceMethod::from_static("/b") > decoded(b"/a"));
     }
 
     #[test]
