@@ -16,7 +16,7 @@ use crate::{
     rpc::{
         router::RouteFuture,
         session::{Conn, Redial},
-        Message, MessageType, Session, Status, XferPipe,
+        Message, MessageType, Session, XferPipe,
     },
     BoxError, Event, Request,
 };
@@ -29,7 +29,13 @@ pub(crate) enum EventFuture {
     /// Nothing to wait for, nothing to answer. (Holding no message keeps
     /// the future small: it is moved into the driver's pipeline per call.)
     Ready,
-    /// A call or push on its route; a reply is checked before it is written.
+    /// A call or push on a handler's route, whose reply comes checked.
+    Answer {
+        #[pin]
+        reply: RouteFuture,
+    },
+    /// A call or push on a layered route; its reply is checked before it
+    /// is written.
     Routed {
         #[pin]
         reply: RouteFuture,
@@ -50,6 +56,10 @@ impl Future for EventFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             EventFutureProj::Ready => Poll::Ready(Ok(None)),
+            EventFutureProj::Answer { reply } => {
+                let Ok(reply) = ready!(reply.poll(cx));
+                Poll::Ready(Ok(reply))
+            }
             EventFutureProj::Routed {
                 reply,
                 conn,
@@ -57,7 +67,7 @@ impl Future for EventFuture {
             } => {
                 let Ok(reply) = ready!(reply.poll(cx));
                 Poll::Ready(Ok(
-                    reply.map(|reply| writable(conn, reply, std::mem::take(call_pipe)))
+                    reply.map(|reply| conn.writable(reply, std::mem::take(call_pipe)))
                 ))
             }
         }
@@ -108,6 +118,9 @@ impl Dispatch {
             MessageType::Call | MessageType::Push => {
                 self.conn.note_traffic(&msg);
                 match self.conn.peer.router.route(&msg) {
+                    Some(route) if route.answers_checked() => EventFuture::Answer {
+                        reply: route.dispatch_message(&self.conn, &mut msg),
+                    },
                     Some(route) => EventFuture::Routed {
                         call_pipe: msg.xfer_pipe.clone(),
                         reply: route.dispatch_message(&self.conn, &mut msg),
@@ -160,28 +173,6 @@ impl Dispatch {
                     client.close();
                 }
             }
-        }
-    }
-}
-
-/// `reply` if the session's encoder will write it, else a 500 in its
-/// place (erpc's answer to a reply it fails to write): the encoder's
-/// refusal would end the session.
-fn writable(conn: &Conn, reply: Message, call_pipe: XferPipe) -> Message {
-    match conn.check_writable(&reply) {
-        Ok(()) => reply,
-        Err(status) => {
-            let cause = format!(
-                "the reply cannot be written: {}",
-                status.cause().unwrap_or_default()
-            );
-            tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
-            Message::new(MessageType::Reply, reply.seq, "")
-                .with_status(Status::framework_with(
-                    Status::CODE_INTERNAL_SERVER_ERROR,
-                    cause,
-                ))
-                .with_xfer_pipe(call_pipe)
         }
     }
 }

@@ -185,7 +185,11 @@ where
         let body = std::mem::take(&mut msg.body);
         let arg = match A::from_body(msg.body_codec, body, &conn.peer.codecs) {
             Ok(arg) => arg,
-            Err(status) => return Box::pin(std::future::ready(Ok(Some(shape.failed(status))))),
+            Err(status) => {
+                let pipe = shape.xfer.clone();
+                let reply = conn.writable(shape.failed(status), pipe);
+                return Box::pin(std::future::ready(Ok(Some(reply))));
+            }
         };
         let ctx = CallCtx::take(Session::from_conn(Arc::clone(conn)), msg);
         // Kept whole rather than cloning the codecs out of it: one
@@ -226,14 +230,18 @@ where
         let Some(shape) = this.shape.take() else {
             return Poll::Ready(Ok(None));
         };
-        Poll::Ready(Ok(Some(match outcome {
+        let call_pipe = shape.xfer.clone();
+        let reply = match outcome {
             Ok(Ok(value)) => {
                 let peer = &this.conn.peer;
                 shape.answer(value.into_reply(), &peer.codecs, peer.default_codec)
             }
             Ok(Err(status)) => shape.failed(status),
             Err(panic) => shape.failed(panicked(&*panic)),
-        })))
+        };
+        // Checked here, where the connection is at hand, so that the
+        // session's dispatch need not hold it for every call.
+        Poll::Ready(Ok(Some(this.conn.writable(reply, call_pipe))))
     }
 }
 

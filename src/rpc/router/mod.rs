@@ -254,7 +254,7 @@ impl Router {
 struct Refuse;
 
 impl Handle for Refuse {
-    fn handle_message(&self, _: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
+    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
         let status = if msg.service_method.is_empty() {
             Status::framework_with(
                 Status::CODE_BAD_MESSAGE,
@@ -263,9 +263,10 @@ impl Handle for Refuse {
         } else {
             Status::framework(Status::CODE_NOT_FOUND)
         };
-        Box::pin(std::future::ready(Ok(Some(
-            ReplyShape::of(msg).failed(status),
-        ))))
+        // Checked like every handler's reply (a tiny frame, but the
+        // session's limit may be tinier).
+        let reply = conn.writable(ReplyShape::of(msg).failed(status), msg.xfer_pipe.clone());
+        Box::pin(std::future::ready(Ok(Some(reply))))
     }
 }
 

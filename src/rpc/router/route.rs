@@ -99,6 +99,13 @@ impl Route {
         }
     }
 
+    /// Whether the route's replies come checked for the encoder (a
+    /// handler's do; a layer may change a reply, so a layered route's are
+    /// checked after it).
+    pub(crate) fn answers_checked(&self) -> bool {
+        matches!(self.kind, Kind::Handler(_))
+    }
+
     /// Runs the route once for `msg`, which came on `conn`: a handler
     /// takes out of the message what it keeps; a layered route gets it
     /// whole, as an [`Inbound`].

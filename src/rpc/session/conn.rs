@@ -15,7 +15,8 @@ use super::{
     pending::{Deadline, Pending, Reply},
 };
 use crate::rpc::{
-    peer::PeerShared, plugin::heartbeat::SERVICE_METHOD as HEARTBEAT, Message, Status,
+    peer::PeerShared, plugin::heartbeat::SERVICE_METHOD as HEARTBEAT, Message, MessageType, Status,
+    XferPipe,
 };
 use crate::{SendError, SendPermit};
 
@@ -185,6 +186,28 @@ impl Conn {
     pub(crate) fn check_writable(&self, msg: &Message) -> Result<(), Status> {
         crate::rpc::proto::check_writable(msg, &self.peer.filters, self.session.max_packet_len())
             .map_err(|cause| Status::framework_with(Status::CODE_WRITE_FAILED, cause))
+    }
+
+    /// `reply` if the session's encoder will write it, else a 500 in its
+    /// place (erpc's answer to a reply it fails to write), with the call's
+    /// filters: the encoder's refusal would end the session.
+    pub(crate) fn writable(&self, reply: Message, call_pipe: XferPipe) -> Message {
+        match self.check_writable(&reply) {
+            Ok(()) => reply,
+            Err(status) => {
+                let cause = format!(
+                    "the reply cannot be written: {}",
+                    status.cause().unwrap_or_default()
+                );
+                tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
+                Message::new(MessageType::Reply, reply.seq, "")
+                    .with_status(Status::framework_with(
+                        Status::CODE_INTERNAL_SERVER_ERROR,
+                        cause,
+                    ))
+                    .with_xfer_pipe(call_pipe)
+            }
+        }
     }
 
     /// Ends every waiting call (the connection closed).
