@@ -378,7 +378,8 @@ impl<H> ClientBuilder<H> {
         for slot in 0..settings.connection_number {
             let (tx, rx) = oneshot::channel();
             first_attempts.push(rx);
-            let span = tracing::info_span!("client", target = %target, slot);
+            let span =
+                crate::driver::task_span(tracing::info_span!("client", target = %target, slot));
             client.tracker.spawn(
                 run_slot(
                     Arc::clone(&target),

@@ -94,12 +94,12 @@ pub(super) async fn run_slot<MC, M, H, R, W>(
                         let watch = Arc::clone(&watch);
                         async move { making.await.map(|svc| Watched::new(svc, watch)) }
                     });
-                let span = tracing::info_span!(
+                let span = crate::driver::task_span(tracing::info_span!(
                     "session",
                     id = session.id(),
                     %peer,
                     transport = crate::server::transport_name(kind)
-                );
+                ));
                 let budget = client.budget.clone();
                 match io {
                     ClientIo::Stream(io) => {

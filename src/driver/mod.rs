@@ -31,6 +31,20 @@ use crate::budget::InputBudget;
 use crate::transport::Transport;
 use crate::{codec::MakeCodec, error::panic_message, BoxError, Event, Request, Session};
 
+/// The span a session's (or a connection's) task runs in: `span`, or no
+/// span at all when no subscriber wants it. A disabled span is not free
+/// when some crate in the build turns on `tracing`'s `log` feature (tarpc
+/// does, in this crate's benches and examples): entering and leaving it
+/// then checks the `log` level on every poll of the task, about 150
+/// instructions per wakeup. Spans that are on are kept as they are.
+pub(crate) fn task_span(span: tracing::Span) -> tracing::Span {
+    if span.is_disabled() {
+        tracing::Span::none()
+    } else {
+        span
+    }
+}
+
 /// Runs a session to its end: `Open` (writes, timers and `close()` already
 /// work while it is handled), the running loop, the drain, the socket's
 /// close, `Close` (for a session that was opened), then the close callbacks.
@@ -219,4 +233,25 @@ where
 
 fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> BoxError {
     format!("{what} panicked: {}", panic_message(payload)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_span;
+
+    #[test]
+    fn a_task_span_nobody_listens_to_is_no_span_and_one_listened_to_is_kept() {
+        // No subscriber on this thread: the span would only cost.
+        let quiet = task_span(tracing::info_span!("session", id = 1));
+        assert!(quiet.is_none());
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let heard = task_span(tracing::info_span!("session", id = 2));
+            assert!(!heard.is_none() && !heard.is_disabled());
+            assert_eq!(heard.metadata().map(|m| m.name()), Some("session"));
+        });
+    }
 }

@@ -121,7 +121,8 @@ where
                         Arc::clone(&handler),
                         Active::new(&active),
                     );
-                    tasks.spawn(task.instrument(tracing::info_span!("pkg_conn", %peer)));
+                    let span = crate::driver::task_span(tracing::info_span!("pkg_conn", %peer));
+                    tasks.spawn(task.instrument(span));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; retrying after {ACCEPT_BACKOFF:?}");

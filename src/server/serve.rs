@@ -167,7 +167,7 @@ where
             };
             // The handshake runs in a connection span; the session gets its own
             // span once it exists.
-            let span = tracing::info_span!("connection", %peer, transport);
+            let span = driver::task_span(tracing::info_span!("connection", %peer, transport));
             // The slot goes in as an argument: an async block that captured
             // the session's future and awaited it would hold that future
             // twice (2 KiB more per idle session, measured).
@@ -305,13 +305,13 @@ where
         slot: Option<Slot>,
     ) {
         let kind = session.kind();
-        let span = tracing::info_span!(
+        let span = driver::task_span(tracing::info_span!(
             parent: None,
             "session",
             id = session.id(),
             peer = %session.peer_addr(),
             transport = transport_name(kind),
-        );
+        ));
         let registered = self.shared.registry.register(&session);
         let making = {
             let mut make = self.make.lock().await;
