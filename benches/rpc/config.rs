@@ -13,8 +13,9 @@ const KNOBS: &[Knob] = &[
     ("warmup-secs", "1", "seconds of load before measuring"),
     (
         "rounds",
-        "3",
-        "rounds; each runs getty and tarpc at 1 in flight, then at --depth, then the TCP echo",
+        "5",
+        "rounds; each runs getty and tarpc at 1 in flight, then at --depth (getty also under the \
+         wire generator), then the TCP echo",
     ),
     ("threads", "1", "server worker threads (every server alike)"),
     ("conns", "100", "load connections"),

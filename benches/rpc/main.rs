@@ -20,6 +20,10 @@
 //! - getty: a `Peer` with the call `/home/echo` taking and returning `Raw`,
 //!   called with the plain codec through `Session::call(..).codec(PLAIN)`
 //!   from one client `Peer`, a session per connection.
+//! - getty-wire: the same server loaded by `wire_load.rs`, which writes
+//!   erpc frames made by hand and checks the replies byte by byte, as the
+//!   TCP echo's generator does for its packets: the two servers compared
+//!   under generators of the same kind, neither of them a library's client.
 //! - tarpc: `EchoService::echo(Bytes) -> Bytes` over tarpc's bincode TCP
 //!   transport, served by `spawn_incoming`, called through the generated
 //!   `EchoServiceClient`, a client per connection.
@@ -27,28 +31,30 @@
 //!   its generator, at `--depth` packets in flight.
 //!
 //! Each of `--rounds` rounds runs getty, then tarpc at 1 call in flight per
-//! connection, the same at `--depth` (16), then the TCP echo at `--depth`,
-//! all with `--conns` connections and `--payload`-byte bodies,
-//! `--warmup-secs` then `--secs` measured. Per run it prints calls per
-//! second, the CPU of the server process and of the generator (utime +
-//! stime from /proc over the same window, sampled by the generator), and
-//! warns when the generator used 95% of its core or more: then it, not the
-//! server, set the pace.
+//! connection, the same at `--depth` (16) with getty also under the wire
+//! generator, then the TCP echo at `--depth`, all with `--conns`
+//! connections and `--payload`-byte bodies, `--warmup-secs` then `--secs`
+//! measured. Per run it prints calls per second, the CPU of the server
+//! process and of the generator (utime + stime from /proc over the same
+//! window, sampled by the generator), and warns when the generator used
+//! 95% of its core or more: then it, not the server, set the pace.
 //!
 //! The headline, each the median of the rounds' ratios (a round's runs
 //! are back to back, so a ratio compares like with like):
 //! - getty ÷ tarpc calls per second at 1 in flight (target ≥ 1.3) and at
-//!   `--depth` (target ≥ 2);
+//!   `--depth` (target ≥ 2), each through its own library's client;
 //! - calls per server CPU-second of both, and their ratio;
 //! - getty RPC calls ÷ TCP echo packets per second at `--depth` (target
-//!   ≥ 0.6): what the RPC layer costs over the transport it runs on.
+//!   ≥ 0.6), both servers under their hand-written generators: what the
+//!   RPC layer costs over the transport it runs on; and the same with the
+//!   RPC server loaded through getty's own client, which saturates first.
 //!
 //! Knobs: `cargo bench --bench rpc -- --help`, each also an environment
-//! variable (`--rounds 5` or `RPC_ROUNDS=5`). Without `--bench`, which
+//! variable (`--rounds 3` or `RPC_ROUNDS=3`). Without `--bench`, which
 //! `cargo bench` passes and `cargo test --all-targets` does not, it makes a
 //! smoke run: one short round over 4 connections. `--only getty` loads the
-//! getty server alone, e.g. to attach `perf record -g -p PID` to the pid it
-//! prints.
+//! getty server alone (under both generators), e.g. to attach
+//! `perf record -g -p PID` to the pid it prints.
 //!
 //! It exits non-zero only on a broken run (an error, nothing echoed), not
 //! on a missed target. The machine's load average is printed at start and
