@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicI32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
         Arc, Weak,
     },
     time::Duration,
@@ -36,6 +36,10 @@ pub(crate) struct Conn {
     /// the plugins look at it once per tick, and reading the clock per
     /// message cost more than the rest of noting it.
     traffic: AtomicU64,
+    /// Whether a heartbeat plugin looks at `traffic`: without one, a
+    /// message is not counted (a load per message instead of an atomic
+    /// add, which also orders every memory access around it).
+    traffic_watched: AtomicBool,
 }
 
 /// How a session layer finds the connection under a core session: a weak
@@ -61,6 +65,7 @@ impl Conn {
             peer,
             handshake: Handshake::default(),
             traffic: AtomicU64::new(0),
+            traffic_watched: AtomicBool::new(false),
         }
     }
 
@@ -80,14 +85,16 @@ impl Conn {
     /// Notes a CALL or PUSH going either way (heartbeats are not traffic:
     /// they are what is sent for want of it).
     pub(crate) fn note_traffic(&self, msg: &Message) {
-        if msg.service_method != HEARTBEAT {
+        if self.traffic_watched.load(Ordering::Relaxed) && msg.service_method != HEARTBEAT {
             self.traffic.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// How many CALLs and PUSHes other than heartbeats have gone either
-    /// way: it changed between two looks if there was traffic between them.
+    /// way since the first look: it changed between two looks if there was
+    /// traffic between them. The first look starts the counting.
     pub(crate) fn traffic_count(&self) -> u64 {
+        self.traffic_watched.store(true, Ordering::Relaxed);
         self.traffic.load(Ordering::Relaxed)
     }
 

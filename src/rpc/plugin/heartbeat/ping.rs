@@ -203,6 +203,10 @@ where
             Event::Open => {
                 fit_cron_period(&req.session, self.config.rate);
                 self.checked = Some(Instant::now());
+                // Traffic is counted from here on (see `Conn::traffic_count`).
+                if let Some(conn) = Conn::of(&req.session) {
+                    self.traffic = conn.traffic_count();
+                }
             }
             Event::Tick => self.on_tick(&req.session),
             _ => {}

@@ -204,8 +204,15 @@ where
     }
 
     fn call(&mut self, req: Request<Message, Message>) -> Self::Future {
-        if let Event::Tick = req.event {
-            self.on_tick(&req.session);
+        match req.event {
+            Event::Tick => self.on_tick(&req.session),
+            // Traffic is counted from here on (see `Conn::traffic_count`).
+            Event::Open => {
+                if let Some(conn) = Conn::of(&req.session) {
+                    self.traffic.0 = conn.traffic_count();
+                }
+            }
+            _ => {}
         }
         self.inner.call(req)
     }
