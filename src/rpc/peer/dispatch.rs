@@ -66,9 +66,10 @@ impl Future for EventFuture {
                 call_pipe,
             } => {
                 let Ok(reply) = ready!(reply.poll(cx));
-                Poll::Ready(Ok(
-                    reply.map(|reply| conn.writable(reply, std::mem::take(call_pipe)))
-                ))
+                Poll::Ready(Ok(reply.map(|mut reply| {
+                    conn.make_writable(&mut reply, std::mem::take(call_pipe));
+                    reply
+                })))
             }
         }
     }

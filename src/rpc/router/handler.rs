@@ -187,7 +187,8 @@ where
             Ok(arg) => arg,
             Err(status) => {
                 let pipe = shape.xfer.clone();
-                let reply = conn.writable(shape.failed(status), pipe);
+                let mut reply = shape.failed(status);
+                conn.make_writable(&mut reply, pipe);
                 return Box::pin(std::future::ready(Ok(Some(reply))));
             }
         };
@@ -231,7 +232,7 @@ where
             return Poll::Ready(Ok(None));
         };
         let call_pipe = shape.xfer.clone();
-        let reply = match outcome {
+        let mut reply = match outcome {
             Ok(Ok(value)) => {
                 let peer = &this.conn.peer;
                 shape.answer(value.into_reply(), &peer.codecs, peer.default_codec)
@@ -241,7 +242,8 @@ where
         };
         // Checked here, where the connection is at hand, so that the
         // session's dispatch need not hold it for every call.
-        Poll::Ready(Ok(Some(this.conn.writable(reply, call_pipe))))
+        this.conn.make_writable(&mut reply, call_pipe);
+        Poll::Ready(Ok(Some(reply)))
     }
 }
 

@@ -265,7 +265,8 @@ impl Handle for Refuse {
         };
         // Checked like every handler's reply (a tiny frame, but the
         // session's limit may be tinier).
-        let reply = conn.writable(ReplyShape::of(msg).failed(status), msg.xfer_pipe.clone());
+        let mut reply = ReplyShape::of(msg).failed(status);
+        conn.make_writable(&mut reply, msg.xfer_pipe.clone());
         Box::pin(std::future::ready(Ok(Some(reply))))
     }
 }

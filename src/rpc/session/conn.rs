@@ -195,26 +195,25 @@ impl Conn {
             .map_err(|cause| Status::framework_with(Status::CODE_WRITE_FAILED, cause))
     }
 
-    /// `reply` if the session's encoder will write it, else a 500 in its
-    /// place (erpc's answer to a reply it fails to write), with the call's
-    /// filters: the encoder's refusal would end the session.
-    pub(crate) fn writable(&self, reply: Message, call_pipe: XferPipe) -> Message {
-        match self.check_writable(&reply) {
-            Ok(()) => reply,
-            Err(status) => {
-                let cause = format!(
-                    "the reply cannot be written: {}",
-                    status.cause().unwrap_or_default()
-                );
-                tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
-                Message::new(MessageType::Reply, reply.seq, "")
-                    .with_status(Status::framework_with(
-                        Status::CODE_INTERNAL_SERVER_ERROR,
-                        cause,
-                    ))
-                    .with_xfer_pipe(call_pipe)
-            }
-        }
+    /// Leaves `reply` as it is if the session's encoder will write it, else
+    /// puts a 500 in its place (erpc's answer to a reply it fails to
+    /// write), with the call's filters: the encoder's refusal would end the
+    /// session. In place, so that the common case moves no message.
+    pub(crate) fn make_writable(&self, reply: &mut Message, call_pipe: XferPipe) {
+        let Err(status) = self.check_writable(reply) else {
+            return;
+        };
+        let cause = format!(
+            "the reply cannot be written: {}",
+            status.cause().unwrap_or_default()
+        );
+        tracing::warn!(seq = reply.seq, %cause, "answering 500 instead");
+        *reply = Message::new(MessageType::Reply, reply.seq, "")
+            .with_status(Status::framework_with(
+                Status::CODE_INTERNAL_SERVER_ERROR,
+                cause,
+            ))
+            .with_xfer_pipe(call_pipe);
     }
 
     /// Ends every waiting call (the connection closed).
