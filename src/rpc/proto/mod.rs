@@ -473,25 +473,18 @@ fn parse_seq(text: &[u8]) -> Result<i32, ProtoError> {
 /// writes it. Returns how many bytes it wrote.
 fn seq_text(buf: &mut [u8], seq: i32) -> usize {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    // i32::MIN is "-zik0zk", the longest: 7 bytes.
-    let mut text = [0u8; 7];
-    let mut i = text.len();
+    // Written in place, last digit first, once the length is known (a copy
+    // from a scratch buffer would be a `memcpy` call of a varying length).
+    let len = seq_text_len(seq);
+    buf[0] = len as u8;
     let mut n = seq.unsigned_abs();
-    loop {
-        i -= 1;
-        text[i] = DIGITS[(n % 36) as usize];
+    for at in (1 + usize::from(seq < 0)..=len).rev() {
+        buf[at] = DIGITS[(n % 36) as usize];
         n /= 36;
-        if n == 0 {
-            break;
-        }
     }
     if seq < 0 {
-        i -= 1;
-        text[i] = b'-';
+        buf[1] = b'-';
     }
-    let len = text.len() - i;
-    buf[0] = len as u8;
-    buf[1..=len].copy_from_slice(&text[i..]);
     len + 1
 }
 

@@ -99,9 +99,13 @@ impl Hasher for MethodHasher {
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(w));
+            // Byte by byte: a copy of a length known only here is a call
+            // to `memcpy`, dearer than these few shifts.
+            let w = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            self.mix(w);
         }
     }
 
