@@ -522,14 +522,49 @@ impl Frames {
     }
 }
 
-struct Conn {
-    frames: Arc<Frames>,
-    depth: usize,
-    received: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+/// One turn of a generator's connection (this bench's or the RPC bench's
+/// wire generator): writes what `out` holds and empties it, then reads
+/// what has come into `inbuf`, with room for at least `room` bytes.
+/// The flush is a no-op on TCP; on TLS it sends what the TLS layer kept
+/// when the socket was full.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut BytesMut,
+    inbuf: &mut BytesMut,
+    room: usize,
+) -> Result<(), String> {
+    if !out.is_empty() {
+        stream
+            .write_all(out)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        stream.flush().await.map_err(|e| format!("write: {e}"))?;
+        out.clear();
+    }
+    if inbuf.capacity() - inbuf.len() < room {
+        inbuf.reserve(64 * 1024);
+    }
+    let n = stream
+        .read_buf(inbuf)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    if n == 0 {
+        return Err("the server closed the connection".into());
+    }
+    Ok(())
 }
 
-impl Conn {
+/// One generator connection: how its frames are made and checked (`F`,
+/// this bench's or the RPC bench's wire generator's), how many are kept in
+/// flight, the shared count of those that came back, the stop flag.
+pub(crate) struct Conn<F> {
+    pub(crate) frames: Arc<F>,
+    pub(crate) depth: usize,
+    pub(crate) received: Arc<AtomicU64>,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+impl Conn<Frames> {
     /// Keeps `depth` packets in flight: per wake-up, checks every echo
     /// read, sends one new packet for each in one write.
     async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
@@ -545,26 +580,7 @@ impl Conn {
             sent += 1;
         }
         while !self.stop.load(Ordering::Relaxed) {
-            if !out.is_empty() {
-                // The flush is a no-op on TCP; on TLS it sends what the TLS
-                // layer kept when the socket was full.
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| format!("write: {e}"))?;
-                stream.flush().await.map_err(|e| format!("write: {e}"))?;
-                out.clear();
-            }
-            if inbuf.capacity() - inbuf.len() < frames.max_len() {
-                inbuf.reserve(64 * 1024);
-            }
-            let n = stream
-                .read_buf(&mut inbuf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("the server closed the connection".into());
-            }
+            exchange(&mut stream, &mut out, &mut inbuf, frames.max_len()).await?;
             let mut got = 0;
             loop {
                 match frames.parse(&inbuf, expected)? {

@@ -61,6 +61,17 @@ pub(crate) struct Load {
 
 /// Runs one RPC load child (pinned to `cpu`) and returns what it measured.
 pub(crate) fn run(load: &Load, cpu: Option<usize>) -> Result<Run, String> {
+    run_as(ROLE, "RPC load generator", load, cpu)
+}
+
+/// Runs one generator child of `role` (`what` names it in errors) with
+/// `load` in its environment.
+pub(crate) fn run_as(
+    role: &str,
+    what: &str,
+    load: &Load,
+    cpu: Option<usize>,
+) -> Result<Run, String> {
     let envs = [
         (KIND_ENV, load.rpc.name().to_owned()),
         (ADDR_ENV, load.addr.to_string()),
@@ -71,15 +82,14 @@ pub(crate) fn run(load: &Load, cpu: Option<usize>) -> Result<Run, String> {
         (WARMUP_ENV, load.warmup_secs.to_string()),
         (SECS_ENV, load.secs.to_string()),
     ];
-    let proc = ChildProc::spawn("RPC load generator", ROLE, cpu, &envs)?;
+    let proc = ChildProc::spawn(what, role, cpu, &envs)?;
     report_of(proc, load.warmup_secs + load.secs)
 }
 
-/// The RPC load child: one run, reported as the echo bench's generator
-/// reports.
-pub(crate) fn child_main() -> ExitCode {
-    run_child(|| {
-        let load = Load {
+impl Load {
+    /// The load a generator child was started with (see `run_as`).
+    pub(crate) fn from_env() -> Result<Load, String> {
+        Ok(Load {
             rpc: Rpc::parse(&param(KIND_ENV)?)?,
             addr: param_num(ADDR_ENV)?,
             server_pid: param_num(SERVER_PID_ENV)?,
@@ -88,9 +98,14 @@ pub(crate) fn child_main() -> ExitCode {
             payload: param_num(PAYLOAD_ENV)?,
             warmup_secs: param_num(WARMUP_ENV)?,
             secs: param_num(SECS_ENV)?,
-        };
-        Ok(generate(load))
-    })
+        })
+    }
+}
+
+/// The RPC load child: one run, reported as the echo bench's generator
+/// reports.
+pub(crate) fn child_main() -> ExitCode {
+    run_child(|| Ok(generate(Load::from_env()?)))
 }
 
 async fn generate(load: Load) -> Result<Run, String> {

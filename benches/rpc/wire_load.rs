@@ -27,28 +27,16 @@ use std::{
 };
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    task::JoinSet,
-};
+use tokio::{net::TcpStream, task::JoinSet};
 
 use crate::{
-    child::{param_num, ChildProc},
-    load::{measure, report_of, run_child, within, Run, STALL},
-    rpc_load::Load,
+    load::{exchange, measure, run_child, within, Conn, Run, STALL},
+    rpc_load::{self, Load},
     rpc_server::ECHO_METHOD,
 };
 
 /// The role of a wire load child.
 pub(crate) const ROLE: &str = "rpc-wire-load";
-const ADDR_ENV: &str = "RPC_BENCH_ADDR";
-const SERVER_PID_ENV: &str = "RPC_BENCH_SERVER_PID";
-const CONNS_ENV: &str = "RPC_BENCH_CONNS";
-const DEPTH_ENV: &str = "RPC_BENCH_DEPTH";
-const PAYLOAD_ENV: &str = "RPC_BENCH_PAYLOAD";
-const WARMUP_ENV: &str = "RPC_BENCH_WARMUP_SECS";
-const SECS_ENV: &str = "RPC_BENCH_SECS";
 
 /// erpc's message types.
 const CALL: u8 = 1;
@@ -61,49 +49,36 @@ const OK_NO_META: &[u8] = b"\x00\x06code=0\x00\x00";
 /// Runs one wire load child (pinned to `cpu`) against the getty server of
 /// `load` and returns what it measured.
 pub(crate) fn run(load: &Load, cpu: Option<usize>) -> Result<Run, String> {
-    let envs = [
-        (ADDR_ENV, load.addr.to_string()),
-        (SERVER_PID_ENV, load.server_pid.to_string()),
-        (CONNS_ENV, load.conns.to_string()),
-        (DEPTH_ENV, load.depth.to_string()),
-        (PAYLOAD_ENV, load.payload.to_string()),
-        (WARMUP_ENV, load.warmup_secs.to_string()),
-        (SECS_ENV, load.secs.to_string()),
-    ];
-    let proc = ChildProc::spawn("RPC wire load generator", ROLE, cpu, &envs)?;
-    report_of(proc, load.warmup_secs + load.secs)
+    rpc_load::run_as(ROLE, "RPC wire load generator", load, cpu)
 }
 
 /// The wire load child: one run, reported as the echo bench's generator
 /// reports.
 pub(crate) fn child_main() -> ExitCode {
     run_child(|| {
-        let addr: std::net::SocketAddr = param_num(ADDR_ENV)?;
-        let server_pid: u32 = param_num(SERVER_PID_ENV)?;
-        let conns: usize = param_num(CONNS_ENV)?;
-        let depth: usize = param_num(DEPTH_ENV)?;
-        let payload: usize = param_num(PAYLOAD_ENV)?;
+        let load = Load::from_env()?;
         let window = (
-            Duration::from_secs_f64(param_num(WARMUP_ENV)?),
-            Duration::from_secs_f64(param_num(SECS_ENV)?),
+            Duration::from_secs_f64(load.warmup_secs),
+            Duration::from_secs_f64(load.secs),
         );
         Ok(async move {
             let received = Arc::new(AtomicU64::new(0));
             let stop = Arc::new(AtomicBool::new(false));
-            let frames = Arc::new(Frames::new(payload));
+            let frames = Arc::new(Frames::new(load.payload));
             let mut tasks = JoinSet::new();
-            for _ in 0..conns {
-                let stream = within(STALL, "connect", TcpStream::connect(addr)).await?;
+            for _ in 0..load.conns {
+                let stream = within(STALL, "connect", TcpStream::connect(load.addr)).await?;
                 let _ = stream.set_nodelay(true);
                 let conn = Conn {
                     frames: Arc::clone(&frames),
-                    depth,
+                    depth: load.depth,
                     received: Arc::clone(&received),
                     stop: Arc::clone(&stop),
                 };
                 tasks.spawn(conn.drive(stream));
             }
-            measure(tasks, &received, &stop, window, &server_pid.to_string()).await
+            let server_pid = load.server_pid.to_string();
+            measure(tasks, &received, &stop, window, &server_pid).await
         })
     })
 }
@@ -235,14 +210,7 @@ impl Frames {
     }
 }
 
-struct Conn {
-    frames: Arc<Frames>,
-    depth: usize,
-    received: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Conn {
+impl Conn<Frames> {
     /// Keeps `depth` calls in flight: per wake-up, checks every reply
     /// read, sends one new call for each in one write.
     async fn drive(self, mut stream: TcpStream) -> Result<(), String> {
@@ -258,23 +226,7 @@ impl Conn {
             next = next.wrapping_add(1).max(1);
         }
         while !self.stop.load(Ordering::Relaxed) {
-            if !out.is_empty() {
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| format!("write: {e}"))?;
-                out.clear();
-            }
-            if inbuf.capacity() - inbuf.len() < frames.max_len() {
-                inbuf.reserve(64 * 1024);
-            }
-            let n = stream
-                .read_buf(&mut inbuf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("the server closed the connection".into());
-            }
+            exchange(&mut stream, &mut out, &mut inbuf, frames.max_len()).await?;
             let mut got = 0;
             while let Some((len, seq)) = frames.parse_reply(&inbuf)? {
                 inbuf.advance(len);
