@@ -316,6 +316,35 @@ async fn a_session_dialed_with_redial_times_0_does_not_redial_after_the_server_c
     server.shutdown(Duration::from_secs(1)).await;
 }
 
+/// The layers around a handler see its reply as it made it: one too large
+/// for the encoder is checked (and answered 500) only after them, so a
+/// layer can still shrink it.
+#[tokio::test]
+async fn a_routes_layer_sees_and_can_shrink_a_reply_too_large_to_write() {
+    use getty::rpc::{codec::Raw, CallCtx, Message};
+    async fn big(_: CallCtx, _: ()) -> Result<Raw, Status> {
+        // Over the default frame limit of 1 MiB.
+        Ok(Raw(vec![b'x'; 2 << 20].into()))
+    }
+    let shrink = tower::util::MapResponseLayer::new(|reply: Option<Message>| {
+        reply.map(|reply| {
+            let len = reply.body.len();
+            let codec = reply.body_codec;
+            reply.with_body(codec, format!("{len} bytes"))
+        })
+    });
+    let server = Peer::builder()
+        .router(getty::rpc::Router::new().call("/big", big).layer(shrink))
+        .build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap().local_addr();
+    let client = Peer::builder().redial_times(Some(0)).build();
+    let session = client.dial(addr.to_string()).await.unwrap();
+    let Raw(reply) = session.call("/big", ()).await.unwrap();
+    assert_eq!(&reply[..], format!("{} bytes", 2 << 20).as_bytes());
+    client.shutdown(Duration::from_secs(1)).await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
 /// A message the encoder would refuse (a service method over 255 bytes, an
 /// unregistered filter, a frame over the limit) fails alone, as in erpc: a
 /// call gets 104 Write Failed, a reply is replaced by a 500. Before the

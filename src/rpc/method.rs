@@ -52,7 +52,7 @@ impl ServiceMethod {
     }
 
     /// The method at `range` of a frame: copied in place when short, else
-    /// a slice of the frame; `None` unless it is UTF-8.
+    /// a slice of the frame; an error unless it is UTF-8.
     pub(crate) fn from_frame(
         frame: &Bytes,
         range: std::ops::Range<usize>,

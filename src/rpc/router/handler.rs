@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::{future::CatchUnwind, FutureExt};
 use pin_project::pin_project;
 
-use super::{CallCtx, Handle, PushCtx, RouteFuture};
+use super::{CallCtx, Handle, PushCtx, ReplyCheck, RouteFuture};
 use crate::rpc::{
     codec::{CodecId, Codecs, FromBody, IntoBody},
     session::Conn,
@@ -177,7 +177,13 @@ where
     A: FromBody + Send + 'static,
     R: IntoReply + Send + 'static,
 {
-    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
+    fn handle_message(
+        &self,
+        session: Session,
+        conn: &Arc<Conn>,
+        msg: &mut Message,
+        check: ReplyCheck,
+    ) -> RouteFuture {
         // What needs no waiting is done here, before the future is made:
         // the boxed future then holds only the handler's own and the
         // reply's shape, and a bad body is answered without one.
@@ -188,11 +194,13 @@ where
             Err(status) => {
                 let pipe = shape.xfer.clone();
                 let mut reply = shape.failed(status);
-                conn.make_writable(&mut reply, pipe);
+                if check == ReplyCheck::Here {
+                    conn.make_writable(&mut reply, pipe);
+                }
                 return Box::pin(std::future::ready(Ok(Some(reply))));
             }
         };
-        let ctx = CallCtx::take(Session::from_conn(Arc::clone(conn)), msg);
+        let ctx = CallCtx::take(session, msg);
         // Kept whole rather than cloning the codecs out of it: one
         // reference count per call instead of two.
         let conn = Arc::clone(conn);
@@ -200,6 +208,7 @@ where
             outcome: AssertUnwindSafe(self.handler.handle(ctx, arg)).catch_unwind(),
             shape: Some(shape),
             conn,
+            check,
         })
     }
 }
@@ -215,6 +224,7 @@ struct Answering<F> {
     /// Taken when the reply is made.
     shape: Option<ReplyShape>,
     conn: Arc<Conn>,
+    check: ReplyCheck,
 }
 
 impl<F, R> Future for Answering<F>
@@ -241,8 +251,11 @@ where
             Err(panic) => shape.failed(panicked(&*panic)),
         };
         // Checked here, where the connection is at hand, so that the
-        // session's dispatch need not hold it for every call.
-        this.conn.make_writable(&mut reply, call_pipe);
+        // session's dispatch need not hold it for every call (unless
+        // layers around the handler may still change the reply).
+        if *this.check == ReplyCheck::Here {
+            this.conn.make_writable(&mut reply, call_pipe);
+        }
         Poll::Ready(Ok(Some(reply)))
     }
 }
@@ -275,13 +288,19 @@ where
     H: PushHandler<A>,
     A: FromBody + Send + 'static,
 {
-    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
+    fn handle_message(
+        &self,
+        session: Session,
+        conn: &Arc<Conn>,
+        msg: &mut Message,
+        _: ReplyCheck,
+    ) -> RouteFuture {
         let handler = self.handler.clone();
         // A cheap clone (it shares the frame), kept for the log.
         let method = msg.service_method.clone();
         let body = std::mem::take(&mut msg.body);
         let arg = A::from_body(msg.body_codec, body, &conn.peer.codecs);
-        let ctx = PushCtx::take(Session::from_conn(Arc::clone(conn)), msg);
+        let ctx = PushCtx::take(session, msg);
         Box::pin(async move {
             let outcome = match arg {
                 Ok(arg) => AssertUnwindSafe(handler.handle(ctx, arg))

@@ -45,7 +45,7 @@ pub struct Inbound {
 }
 
 pub use self::route::Route;
-pub(crate) use self::route::{Handle, RouteFuture};
+pub(crate) use self::route::{Handle, ReplyCheck, RouteFuture};
 
 /// Service methods to handlers (erpc's router), every route a tower
 /// service.
@@ -253,8 +253,9 @@ impl Router {
 #[derive(Debug, Clone, Copy)]
 struct Refuse;
 
-impl Handle for Refuse {
-    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
+impl Refuse {
+    /// The refusal of `msg`: 400 for an empty service method, else 404.
+    fn refusal(msg: &Message) -> Message {
         let status = if msg.service_method.is_empty() {
             Status::framework_with(
                 Status::CODE_BAD_MESSAGE,
@@ -263,11 +264,32 @@ impl Handle for Refuse {
         } else {
             Status::framework(Status::CODE_NOT_FOUND)
         };
-        // Checked like every handler's reply (a tiny frame, but the
-        // session's limit may be tinier).
-        let mut reply = ReplyShape::of(msg).failed(status);
-        conn.make_writable(&mut reply, msg.xfer_pipe.clone());
+        ReplyShape::of(msg).failed(status)
+    }
+}
+
+impl Handle for Refuse {
+    fn handle_message(
+        &self,
+        _: Session,
+        conn: &Arc<Conn>,
+        msg: &mut Message,
+        check: ReplyCheck,
+    ) -> RouteFuture {
+        let mut reply = Refuse::refusal(msg);
+        if check == ReplyCheck::Here {
+            // Checked like every handler's reply (a tiny frame, but the
+            // session's limit may be tinier).
+            conn.make_writable(&mut reply, msg.xfer_pipe.clone());
+        }
         Box::pin(std::future::ready(Ok(Some(reply))))
+    }
+
+    /// Needs no connection: a session redialing answers 404 all the same.
+    fn handle(&self, inbound: Inbound) -> RouteFuture {
+        Box::pin(std::future::ready(Ok(Some(Refuse::refusal(
+            &inbound.message,
+        )))))
     }
 }
 

@@ -19,23 +19,43 @@ use crate::rpc::{session::Conn, Message, ServiceMethod, Session};
 pub(crate) type RouteFuture =
     Pin<Box<dyn Future<Output = Result<Option<Message>, Infallible>> + Send>>;
 
+/// Where a handler's reply is checked for the session's encoder (a reply
+/// the encoder would refuse is answered 500 instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyCheck {
+    /// By the handler, which holds the connection: the session's dispatch
+    /// sends the reply as it comes.
+    Here,
+    /// By the session's dispatch, after the layers around the handler: a
+    /// layer may still change the reply (compress a large one, say).
+    AfterLayers,
+}
+
 /// What a route does when called through a shared reference: a handler
 /// needs no `&mut` (it clones what it needs into its future).
 pub(crate) trait Handle: Send + Sync + 'static {
-    /// Handles `msg`, which came on `conn`, taking out of it what it
-    /// keeps: the session's dispatch calls this, with the message where
-    /// the decoder left it rather than moved down through each call.
-    fn handle_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture;
+    /// Handles `msg`, which came on `session` over `conn`, taking out of it
+    /// what it keeps: the session's dispatch calls this, with the message
+    /// where the decoder left it rather than moved down through each call.
+    fn handle_message(
+        &self,
+        session: Session,
+        conn: &Arc<Conn>,
+        msg: &mut Message,
+        check: ReplyCheck,
+    ) -> RouteFuture;
 
     /// Handles an inbound message as the innermost service of a layered
-    /// route (or of the router called as a service).
+    /// route (or of the router called as a service): the handler's context
+    /// gets the inbound's session as it is, and the reply is checked after
+    /// the layers.
     fn handle(&self, inbound: Inbound) -> RouteFuture {
         let Inbound {
             session,
             mut message,
         } = inbound;
         match session.conn() {
-            Ok(conn) => self.handle_message(&conn, &mut message),
+            Ok(conn) => self.handle_message(session, &conn, &mut message, ReplyCheck::AfterLayers),
             // The connection is already gone: nobody to answer.
             Err(_) => Box::pin(std::future::ready(Ok(None))),
         }
@@ -111,7 +131,12 @@ impl Route {
     /// whole, as an [`Inbound`].
     pub(crate) fn dispatch_message(&self, conn: &Arc<Conn>, msg: &mut Message) -> RouteFuture {
         match &self.kind {
-            Kind::Handler(handle) => handle.handle_message(conn, msg),
+            Kind::Handler(handle) => handle.handle_message(
+                Session::from_conn(Arc::clone(conn)),
+                conn,
+                msg,
+                ReplyCheck::Here,
+            ),
             Kind::Service(service) => {
                 let message =
                     std::mem::replace(msg, Message::new(msg.mtype, msg.seq, ServiceMethod::new()));
