@@ -194,9 +194,7 @@ where
             Err(status) => {
                 let pipe = shape.xfer.clone();
                 let mut reply = shape.failed(status);
-                if check == ReplyCheck::Here {
-                    conn.make_writable(&mut reply, pipe);
-                }
+                check.apply(conn, &mut reply, pipe);
                 return Box::pin(std::future::ready(Ok(Some(reply))));
             }
         };
@@ -253,9 +251,7 @@ where
         // Checked here, where the connection is at hand, so that the
         // session's dispatch need not hold it for every call (unless
         // layers around the handler may still change the reply).
-        if *this.check == ReplyCheck::Here {
-            this.conn.make_writable(&mut reply, call_pipe);
-        }
+        this.check.apply(this.conn, &mut reply, call_pipe);
         Poll::Ready(Ok(Some(reply)))
     }
 }

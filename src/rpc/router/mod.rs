@@ -276,12 +276,10 @@ impl Handle for Refuse {
         msg: &mut Message,
         check: ReplyCheck,
     ) -> RouteFuture {
+        // Checked like every handler's reply (a tiny frame, but the
+        // session's limit may be tinier).
         let mut reply = Refuse::refusal(msg);
-        if check == ReplyCheck::Here {
-            // Checked like every handler's reply (a tiny frame, but the
-            // session's limit may be tinier).
-            conn.make_writable(&mut reply, msg.xfer_pipe.clone());
-        }
+        check.apply(conn, &mut reply, msg.xfer_pipe.clone());
         Box::pin(std::future::ready(Ok(Some(reply))))
     }
 

@@ -13,7 +13,7 @@ use std::{
 use tower::{util::BoxCloneSyncService, Service, ServiceExt};
 
 use super::Inbound;
-use crate::rpc::{session::Conn, Message, ServiceMethod, Session};
+use crate::rpc::{session::Conn, Message, ServiceMethod, Session, XferPipe};
 
 /// The future of a route's answer.
 pub(crate) type RouteFuture =
@@ -29,6 +29,17 @@ pub(crate) enum ReplyCheck {
     /// By the session's dispatch, after the layers around the handler: a
     /// layer may still change the reply (compress a large one, say).
     AfterLayers,
+}
+
+impl ReplyCheck {
+    /// Checks `reply` now if the check is here (a 500 with the call's
+    /// filters in its place if the encoder would refuse it); after the
+    /// layers, it is left as it is.
+    pub(crate) fn apply(self, conn: &Conn, reply: &mut Message, call_pipe: XferPipe) {
+        if self == ReplyCheck::Here {
+            conn.make_writable(reply, call_pipe);
+        }
+    }
 }
 
 /// What a route does when called through a shared reference: a handler

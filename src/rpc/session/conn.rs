@@ -129,7 +129,7 @@ impl Conn {
             .map_err(|_| self.closed())?,
             Err(_) => return Err(self.closed()),
         };
-        self.exchange(permit, msg, deadline).await
+        self.start(permit, msg, deadline)?.await
     }
 
     /// Sends a call through a permit already held and waits for its reply,
@@ -140,17 +140,7 @@ impl Conn {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<Message, Status> {
-        self.exchange(permit, msg, timeout.map(Deadline::after))
-            .await
-    }
-
-    async fn exchange(
-        &self,
-        permit: SendPermit<Message>,
-        msg: Message,
-        deadline: Option<Deadline>,
-    ) -> Result<Message, Status> {
-        self.start(permit, msg, deadline)?.await
+        self.send_call(permit, msg, timeout)?.await
     }
 
     /// Sends a call through `permit` now, timed out `timeout` from now,

@@ -37,13 +37,8 @@ pub(crate) struct Deadline {
 impl Deadline {
     /// `limit` from now.
     pub(crate) fn after(limit: Duration) -> Deadline {
-        Deadline::at(Instant::now(), limit)
-    }
-
-    /// `limit` from `now`.
-    pub(crate) fn at(now: Instant, limit: Duration) -> Deadline {
         Deadline {
-            at: now + limit,
+            at: Instant::now() + limit,
             limit,
         }
     }
