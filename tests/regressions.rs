@@ -318,6 +318,161 @@ async fn a_panicking_codec_fails_its_session_and_the_server_carries_on() {
     assert_eq!(log.count("error"), 1, "{:?}", log.events());
 }
 
+/// A length-prefix codec whose encoder writes the header of a `boom`
+/// packet and then panics: the classic half-written frame.
+#[derive(Clone, Default)]
+struct BoomOnEncode(LengthCodec);
+
+impl Decoder for BoomOnEncode {
+    type Item = Bytes;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, std::io::Error> {
+        self.0.decode(src).map_err(std::io::Error::other)
+    }
+}
+
+impl tokio_util::codec::Encoder<Bytes> for BoomOnEncode {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, pkg: Bytes, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        if &pkg[..] == b"boom" {
+            dst.extend_from_slice(&[0, 0, 0, 4]);
+            panic!("boom in encode");
+        }
+        self.0.encode(pkg, dst).map_err(std::io::Error::other)
+    }
+}
+
+/// An echo service recording like `Watch`; with `later` its future answers
+/// on its second poll, so the response is written from the pipeline
+/// rather than at once.
+fn recording_echo(
+    log: Log,
+    later: bool,
+) -> impl Service<Request<Bytes>, Response = Option<Bytes>, Error = Infallible, Future: Send>
+       + Send
+       + 'static {
+    service_fn(move |req: Request<Bytes>| {
+        let log = log.clone();
+        async move {
+            if later {
+                tokio::task::yield_now().await;
+            }
+            Ok(match req.event {
+                Event::Open => {
+                    log.push("open");
+                    None
+                }
+                Event::Message(pkg) => {
+                    log.push(format!("message:{}", text(&pkg)));
+                    Some(pkg)
+                }
+                Event::Error(e) => {
+                    log.push(format!("error:{}: {e}", e.kind()));
+                    None
+                }
+                Event::Close => {
+                    log.push("close");
+                    None
+                }
+                _ => None,
+            })
+        }
+    })
+}
+
+/// A panicking encoder fails its session with a codec error, and none of
+/// the half-written frame reaches the peer, whether the response was
+/// written as soon as the call returned or later from the pipeline.
+async fn a_panicking_encoder_is_contained(later: bool) {
+    let log = Log::default();
+    let server = bind(SessionConfig::default()).await;
+    let l = log.clone();
+    let server = server.serve(
+        BoomOnEncode::default(),
+        new_session_fn(move |_: &Session| Ok::<_, BoxError>(recording_echo(l.clone(), later))),
+    );
+    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut victim, b"fine").await;
+    write_frame(&mut victim, b"boom").await;
+    // EOF at once: the 4 header bytes written before the panic are gone.
+    expect_eof(&mut victim).await;
+    eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
+    let events = log.events();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert_eq!(
+        events[..3],
+        ["open", "message:fine", "message:boom"],
+        "{events:?}"
+    );
+    assert!(
+        events[3].starts_with("error:codec: ") && events[3].contains("codec panicked"),
+        "not a contained encoder panic: {:?}",
+        events[3]
+    );
+
+    let mut later_peer = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut later_peer, b"hello").await;
+    drop(later_peer);
+    within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
+}
+
+#[tokio::test]
+async fn an_encoder_panicking_on_a_response_answered_at_once_writes_none_of_it() {
+    a_panicking_encoder_is_contained(false).await;
+}
+
+#[tokio::test]
+async fn an_encoder_panicking_on_a_response_answered_later_writes_none_of_it() {
+    a_panicking_encoder_is_contained(true).await;
+}
+
+/// A response future that panics on its very first poll (an `async` block
+/// with no `.await` before the panic) fails only its own session.
+#[tokio::test]
+async fn a_future_panicking_on_its_first_poll_fails_only_its_session() {
+    let log = Log::default();
+    let server = bind(SessionConfig::default()).await;
+    let l = log.clone();
+    let server = server.serve(
+        LengthCodec::new(),
+        new_session_fn(move |_: &Session| {
+            let mut echo = recording_echo(l.clone(), false);
+            Ok::<_, BoxError>(service_fn(move |req: Request<Bytes>| {
+                let boom = matches!(&req.event, Event::Message(p) if &p[..] == b"boom");
+                let answer = echo.call(req);
+                async move {
+                    if boom {
+                        panic!("boom on the first poll");
+                    }
+                    answer.await
+                }
+            }))
+        }),
+    );
+    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut victim, b"fine").await;
+    write_frame(&mut victim, b"boom").await;
+    expect_eof(&mut victim).await;
+    eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
+    let events = log.events();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(events[..2], ["open", "message:fine"], "{events:?}");
+    assert!(
+        events[2].starts_with("error:handler_panic: ")
+            && events[2].contains("boom on the first poll"),
+        "not a contained handler panic: {:?}",
+        events[2]
+    );
+    assert_eq!(events[3], "close", "{events:?}");
+
+    let mut other = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut other, b"hello").await;
+    drop(other);
+    within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
+}
+
 // ----- 3. a panicking new-session callback ---------------------------------
 
 #[tokio::test]

@@ -91,6 +91,25 @@ where
     }
 }
 
+impl<F, T, E> Call<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    /// `poll` without the panic guard, for a caller inside one of its own.
+    #[inline]
+    pub(crate) fn poll_unguarded(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Kind, Result<T, Error>)> {
+        let this = self.project();
+        let kind = *this.kind;
+        this.fut
+            .poll(cx)
+            .map(|r| (kind, r.map_err(|e| Error::Handler { source: e.into() })))
+    }
+}
+
 impl<F> Call<F> {
     /// The future `call` returned for an event of `kind`.
     pub(crate) fn new(fut: F, kind: Kind) -> Call<F> {

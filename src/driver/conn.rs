@@ -123,6 +123,11 @@ pub(super) enum Stage {
     Ready,
     /// The service's `call` for an event of this kind.
     Call(super::call::Kind),
+    /// The first poll of that call's future, in the pipeline's inline slot.
+    Poll(super::call::Kind),
+    /// The codec's `encode` of a response, which started at `before` in
+    /// the write buffer.
+    Encode { before: usize },
 }
 
 /// How the `Open` event went.
@@ -312,12 +317,17 @@ where
         if self.read == ReadSide::Dry {
             self.read = ReadSide::Open;
         }
+        self.clock = None;
         for turn in 0..BUDGET {
-            self.clock = None;
             self.drain_if_closed();
             let mut progress = self.fill_from_queue(HIGH_WATER);
             self.read_blocked = false;
-            progress |= self.dispatch(cx, svc, calls.as_mut());
+            if self.dispatch(cx, svc, calls.as_mut()) {
+                // Handlers ran: the clock is read anew when next needed.
+                // Turns that only write and keep time share one reading.
+                self.clock = None;
+                progress = true;
+            }
             if !self.read_blocked {
                 self.read_waiting_since = None;
             }
@@ -350,9 +360,10 @@ where
 
     // ----- events and failures ---------------------------------------------
 
-    /// The time, read at most once per turn of the loop: on a message
-    /// transport a read and a write are one packet each, and a clock read
-    /// apiece is measurable.
+    /// The time, read at most once per turn of the loop that ran handlers
+    /// (and once for the turns between such turns): on a message transport
+    /// a read and a write are one packet each, and a clock read apiece is
+    /// measurable.
     pub(super) fn now(&mut self) -> Instant {
         *self.clock.get_or_insert_with(Instant::now)
     }

@@ -14,6 +14,7 @@ use super::{
     call::{self, Call, Kind},
     conn::{CallOf, Conn, Open, Phase, Stage},
     pipeline::Pipeline,
+    write::Guard,
 };
 use crate::{transport::Transport, BoxError, Error, Event, Request};
 
@@ -21,17 +22,18 @@ use crate::{transport::Transport, BoxError, Error, Event, Request};
 const PUMP: usize = 64;
 
 /// How choosing and starting the next event went.
-enum Step<F> {
+enum Step {
     /// Nothing to start now (no input, the service not ready, `Open` in
     /// flight).
     Stop,
     /// The service can take no more events.
     ServiceDead,
-    /// A call started.
-    Started(F),
-    /// The event failed at once (a panic in the codec or in `call`),
+    /// A call started and is in flight.
+    Started,
+    /// A call started and finished at once (its response is written), or
+    /// the event failed at once (a panic in the codec or in `call`),
     /// already handled.
-    Failed,
+    Done,
 }
 
 impl<T, C, R, W> Conn<T, C, R, W>
@@ -65,15 +67,7 @@ where
                     break;
                 };
                 progress = true;
-                match result {
-                    Ok(response) => {
-                        if kind == Kind::Open {
-                            self.opened();
-                        }
-                        self.respond(response);
-                    }
-                    Err(e) => self.handler_failed(kind, e),
-                }
+                self.finished(kind, result, Guard::Own);
             }
             // What the finished calls raised or closed takes effect before
             // the next packet is read.
@@ -83,18 +77,18 @@ where
                 break;
             }
             // The next event's choice (reading and decoding a packet if
-            // needed), `poll_ready` and `call`, under one `catch_unwind`:
-            // the user code in them is told apart by `stage`. One guard
-            // per event rather than one per step: each is an indirect call
-            // and a copy of the result, measurable per packet.
+            // needed), `poll_ready`, `call`, and for a call that answers at
+            // once its response's encoding, under one `catch_unwind`: the
+            // user code in them is told apart by `stage`. One guard per
+            // event rather than one per step: each is an indirect call and
+            // a copy of the result, measurable per packet.
             self.stage = Stage::Ours;
-            let step = catch_unwind(AssertUnwindSafe(|| self.next_call(cx, svc)))
-                .unwrap_or_else(|payload| self.step_panicked(payload));
+            let step = catch_unwind(AssertUnwindSafe(|| self.next_call(cx, svc, calls.as_mut())))
+                .unwrap_or_else(|payload| self.step_panicked(payload, calls.as_mut()));
             match step {
                 Step::Stop => break,
                 Step::ServiceDead => return true,
-                Step::Started(c) => calls.as_mut().push(c, self.session.ordered_responses()),
-                Step::Failed => {}
+                Step::Started | Step::Done => {}
             }
             progress = true;
         }
@@ -103,10 +97,19 @@ where
         progress
     }
 
-    /// Chooses the next event and starts its call: see `dispatch`.
-    fn next_call<S>(&mut self, cx: &mut Context<'_>, svc: &mut S) -> Step<CallOf<S, R, W>>
+    /// Chooses the next event and starts its call: see `dispatch`. A call
+    /// that goes into the pipeline's inline slot is polled there at once:
+    /// most services answer on the first poll, and their response is then
+    /// written without another pass through the pipeline.
+    fn next_call<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        svc: &mut S,
+        mut calls: Pin<&mut Pipeline<CallOf<S, R, W>>>,
+    ) -> Step
     where
         S: Service<Request<R, W>>,
+        S::Response: IntoIterator<Item = W>,
         S::Error: Into<BoxError>,
     {
         let kind = match self.open {
@@ -133,21 +136,74 @@ where
         self.stage = Stage::Call(kind);
         let fut = svc.call(Request::new(self.session.clone(), event));
         self.stage = Stage::Ours;
-        Step::Started(Call::new(fut, kind))
+        if !calls
+            .as_mut()
+            .push(Call::new(fut, kind), self.session.ordered_responses())
+        {
+            return Step::Started;
+        }
+        self.stage = Stage::Poll(kind);
+        let polled = calls.poll_one(cx);
+        self.stage = Stage::Ours;
+        match polled {
+            Poll::Pending => Step::Started,
+            Poll::Ready((kind, result)) => {
+                self.finished(kind, result, Guard::Caller);
+                Step::Done
+            }
+        }
+    }
+
+    /// A call finished: its response is written, or its failure handled.
+    fn finished<P>(&mut self, kind: Kind, result: Result<P, Error>, guard: Guard)
+    where
+        P: IntoIterator<Item = W>,
+    {
+        match result {
+            Ok(response) => {
+                if kind == Kind::Open {
+                    self.opened();
+                }
+                self.respond(response, guard);
+            }
+            Err(e) => self.handler_failed(kind, e),
+        }
     }
 
     /// What a panic in `next_call` means, by where it happened.
-    fn step_panicked<F>(&mut self, payload: Box<dyn std::any::Any + Send>) -> Step<F> {
+    fn step_panicked<F>(
+        &mut self,
+        payload: Box<dyn std::any::Any + Send>,
+        calls: Pin<&mut Pipeline<F>>,
+    ) -> Step
+    where
+        F: std::future::Future,
+    {
         match std::mem::replace(&mut self.stage, Stage::Ours) {
             Stage::Decode => {
                 let message = crate::error::panic_message(&*payload);
                 self.codec_failed(format!("codec panicked: {message}"));
-                Step::Failed
+                Step::Done
             }
             Stage::Ready => self.service_failed(call::panicked(payload)),
             Stage::Call(kind) => {
                 self.handler_failed(kind, call::panicked(payload));
-                Step::Failed
+                Step::Done
+            }
+            Stage::Poll(kind) => {
+                // The call panicked in its first poll: it is not polled again.
+                calls.clear_one();
+                self.handler_failed(kind, call::panicked(payload));
+                Step::Done
+            }
+            Stage::Encode { before } => {
+                // Whatever the encoder wrote before panicking must not go
+                // out: on a message transport it would shift every later
+                // message.
+                self.wbuf.truncate(before);
+                let message = crate::error::panic_message(&*payload);
+                self.codec_failed(format!("codec panicked: {message}"));
+                Step::Done
             }
             // Our own code: the driver's own guard (`run_contained`) takes it.
             Stage::Ours => std::panic::resume_unwind(payload),
@@ -155,7 +211,7 @@ where
     }
 
     /// `poll_ready` failed or panicked: the service can take no more events.
-    fn service_failed<F>(&mut self, error: Error) -> Step<F> {
+    fn service_failed(&mut self, error: Error) -> Step {
         tracing::error!(%error, "service cannot take events; session abandoned");
         self.service_dead = true;
         Step::ServiceDead

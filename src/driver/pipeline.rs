@@ -10,6 +10,9 @@ use std::{
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use pin_project::pin_project;
 
+use super::call::Call;
+use crate::{BoxError, Error};
+
 /// With `max_in_flight == 1` (getty's default) the one call lives inline:
 /// no allocation per call. Above that, calls go into a `FuturesOrdered`
 /// (responses in request order) or a `FuturesUnordered` (in completion
@@ -53,14 +56,17 @@ impl<F: Future> Pipeline<F> {
         self.len() == 0
     }
 
+    /// Adds a call; true when it went into the inline slot, where the
+    /// caller may poll it at once with [`Pipeline::poll_one`].
     // A hint, as on the others here: each is called once or twice per
     // packet from the dispatch loop.
     #[inline]
-    pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) {
+    pub(crate) fn push(self: Pin<&mut Self>, fut: F, ordered: bool) -> bool {
         let mut this = self.project();
         if *this.single || (!ordered && this.one.is_none()) {
             debug_assert!(this.one.is_none());
             this.one.set(Some(fut));
+            return true;
         } else if ordered {
             this.ordered
                 .get_or_insert_with(FuturesOrdered::new)
@@ -70,6 +76,7 @@ impl<F: Future> Pipeline<F> {
                 .get_or_insert_with(FuturesUnordered::new)
                 .push(fut);
         }
+        false
     }
 
     /// The next finished call (in start order among ordered calls);
@@ -110,11 +117,42 @@ impl<F: Future> Pipeline<F> {
         }
     }
 
+    /// Drops the call in the inline slot (it panicked).
+    pub(crate) fn clear_one(self: Pin<&mut Self>) {
+        self.project().one.set(None);
+    }
+
     /// Drops every call still in flight.
     pub(crate) fn clear(self: Pin<&mut Self>) {
         let mut this = self.project();
         this.one.set(None);
         *this.ordered = None;
         *this.unordered = None;
+    }
+}
+
+impl<G, T, E> Pipeline<Call<G>>
+where
+    G: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    /// Polls the call in the inline slot without its own panic guard, for
+    /// a caller already inside one (the dispatch step, which tells a panic
+    /// here by its stage and then drops the call with
+    /// [`Pipeline::clear_one`]). Only the inline slot may be polled so: a
+    /// call panicking inside a `FuturesOrdered` would leave a gap in its
+    /// order that is never filled.
+    #[inline]
+    pub(crate) fn poll_one(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<(super::call::Kind, Result<T, Error>)> {
+        let mut this = self.project();
+        let Some(call) = this.one.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(call.poll_unguarded(cx));
+        this.one.set(None);
+        Poll::Ready(out)
     }
 }

@@ -68,7 +68,9 @@ where
 {
     /// Fires what is due and arms the timer for the next deadline.
     pub(super) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
+        // This turn's clock: the write just before this read it already
+        // when anything went out.
+        let now = self.now();
         let mut fired = false;
         let drain_deadline = match self.phase {
             Phase::Draining { deadline } => Some(deadline),

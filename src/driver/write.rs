@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    conn::{Conn, WriteSide},
+    conn::{Conn, Stage, WriteSide},
     read::contain,
 };
 use crate::{session::queue::Outbound, transport::Transport, BoxError};
@@ -31,21 +31,36 @@ where
     /// `Session::send` before returning goes first, whatever the high-water
     /// mark (the queue's capacity bounds it), so a handler's sends and its
     /// response keep the order it made them in.
-    pub(super) fn respond(&mut self, packets: impl IntoIterator<Item = W>) {
+    pub(super) fn respond(&mut self, packets: impl IntoIterator<Item = W>, guard: Guard) {
         self.fill_from_queue(usize::MAX);
         for pkg in packets {
-            if !self.encode(pkg) {
+            if !self.encode(pkg, guard) {
                 break;
             }
         }
     }
 
-    fn encode(&mut self, pkg: W) -> bool {
+    fn encode(&mut self, pkg: W, guard: Guard) -> bool {
         if self.write == WriteSide::Broken {
             return false;
         }
         let before = self.wbuf.len();
-        match encode_packet(&mut self.codec, &mut self.wbuf, pkg) {
+        let encoded = match guard {
+            Guard::Own => encode_packet(&mut self.codec, &mut self.wbuf, pkg),
+            Guard::Caller => {
+                // A panic unwinds to the caller's guard, which truncates
+                // the buffer back to `before` (see `Stage::Encode`).
+                self.stage = Stage::Encode { before };
+                reserve_first(&mut self.wbuf);
+                let encoded = self.codec.encode(pkg, &mut self.wbuf);
+                self.stage = Stage::Ours;
+                encoded.map_err(|e| {
+                    self.wbuf.truncate(before);
+                    e.into()
+                })
+            }
+        };
+        match encoded {
             Ok(()) => {
                 self.encoded += 1;
                 self.mark_frame(before);
@@ -218,6 +233,24 @@ where
     }
 }
 
+/// Whose panic guard an encode runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Guard {
+    /// Its own: each packet's encode is wrapped in `catch_unwind`.
+    Own,
+    /// The caller's, already around it: the encode marks its stage
+    /// instead, one guard for a whole event rather than one per step.
+    Caller,
+}
+
+/// The write buffer's first allocation: a whole batch's worth.
+#[inline]
+fn reserve_first(wbuf: &mut BytesMut) {
+    if wbuf.capacity() == 0 {
+        wbuf.reserve(WRITE_CHUNK);
+    }
+}
+
 /// Encodes one packet into the write buffer.
 fn encode_packet<C: Encoder<W>, W>(
     codec: &mut C,
@@ -227,9 +260,7 @@ fn encode_packet<C: Encoder<W>, W>(
 where
     C::Error: Into<BoxError>,
 {
-    if wbuf.capacity() == 0 {
-        wbuf.reserve(WRITE_CHUNK);
-    }
+    reserve_first(wbuf);
     let before = wbuf.len();
     let failed: BoxError = match contain(|| codec.encode(pkg, wbuf)) {
         Ok(Ok(())) => return Ok(()),

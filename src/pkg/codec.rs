@@ -9,7 +9,7 @@
 
 use std::cmp;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{PkgError, PkgOption, DEFAULT_HEADER_SIZE};
@@ -225,8 +225,8 @@ impl<T: AsRef<[u8]>> Encoder<T> for PkgCodec {
         let data = item.as_ref();
         let (header, start) = self.header(data.len())?;
         dst.reserve(header.len() - start + data.len());
-        dst.put_slice(&header[start..]);
-        dst.put_slice(data);
+        dst.extend_from_slice(&header[start..]);
+        dst.extend_from_slice(data);
         Ok(())
     }
 }

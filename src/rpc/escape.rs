@@ -4,7 +4,7 @@
 //! `application/x-www-form-urlencoded` (`+` is a space, an invalid escape
 //! is kept as it is), which `form_urlencoded` does.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 /// Every byte but the unreserved ones Go leaves alone.
@@ -17,7 +17,7 @@ const ERPC: &AsciiSet = &NON_ALPHANUMERIC
 /// Appends `s` escaped.
 pub(crate) fn put_escaped(dst: &mut BytesMut, s: &str) {
     for part in percent_encoding::utf8_percent_encode(s, ERPC) {
-        dst.put_slice(part.as_bytes());
+        dst.extend_from_slice(part.as_bytes());
     }
 }
 

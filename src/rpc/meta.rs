@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::escape;
 
@@ -116,11 +116,11 @@ impl Meta {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
         for (i, (k, v)) in self.pairs.iter().enumerate() {
             if i > 0 {
-                dst.put_u8(b'&');
+                dst.extend_from_slice(&[b'&']);
             }
             escape::put_escaped(dst, k);
             if !v.is_empty() {
-                dst.put_u8(b'=');
+                dst.extend_from_slice(&[b'=']);
                 escape::put_escaped(dst, v);
             }
         }

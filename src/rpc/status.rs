@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, fmt, fmt::Write as _};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::escape;
 
@@ -160,19 +160,19 @@ impl Status {
 
     /// Appends the status's query text to `dst`.
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
-        dst.put_slice(b"code=");
+        dst.extend_from_slice(b"code=");
         if self.code == 0 {
-            dst.put_u8(b'0');
+            dst.extend_from_slice(&[b'0']);
         } else {
             // Writing to a BytesMut cannot fail.
             let _ = write!(dst, "{}", self.code);
         }
         if !self.msg().is_empty() {
-            dst.put_slice(b"&msg=");
+            dst.extend_from_slice(b"&msg=");
             escape::put_escaped(dst, self.msg());
         }
         if let Some(cause) = self.cause() {
-            dst.put_slice(b"&cause=");
+            dst.extend_from_slice(b"&cause=");
             escape::put_escaped(dst, cause);
         }
     }

@@ -57,7 +57,7 @@
 
 use std::{io, ops::Range};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
@@ -224,8 +224,8 @@ impl RawProto {
             // size and filter count written with its first fields.
             put_payload(msg, dst, &[0, 0, 0, 0, n]).map_err(ProtoError::invalid_input)?;
         } else {
-            dst.put_slice(&[0, 0, 0, 0, n]);
-            dst.put_slice(ids);
+            dst.extend_from_slice(&[0, 0, 0, 0, n]);
+            dst.extend_from_slice(ids);
             let mut payload = BytesMut::new();
             put_payload(msg, &mut payload, &[]).map_err(ProtoError::invalid_input)?;
             let packed = self
@@ -235,7 +235,7 @@ impl RawProto {
             if HEAD + ids.len() + packed.len() > self.max_len {
                 return Err(too_large(HEAD + ids.len() + packed.len(), self.max_len));
             }
-            dst.put_slice(&packed);
+            dst.extend_from_slice(&packed);
         }
         let size = dst.len() - start;
         if size > self.max_len {
@@ -516,19 +516,19 @@ fn put_payload(msg: &Message, dst: &mut BytesMut, lead: &[u8]) -> Result<(), Pro
         head[at..at + OK_NO_META.len()].copy_from_slice(OK_NO_META);
         at += OK_NO_META.len();
         head[at] = msg.body_codec.as_u8();
-        dst.put_slice(&head[..=at]);
+        dst.extend_from_slice(&head[..=at]);
     } else {
-        dst.put_slice(&head[..at]);
-        dst.put_slice(method);
+        dst.extend_from_slice(&head[..at]);
+        dst.extend_from_slice(method);
         if ok_no_meta {
-            dst.put_slice(OK_NO_META);
+            dst.extend_from_slice(OK_NO_META);
         } else {
             put_long(dst, |dst| msg.status.encode(dst), ProtoError::StatusTooLong)?;
             put_long(dst, |dst| msg.meta.encode(dst), ProtoError::MetaTooLong)?;
         }
-        dst.put_u8(msg.body_codec.as_u8());
+        dst.extend_from_slice(&[msg.body_codec.as_u8()]);
     }
-    dst.put_slice(&msg.body);
+    dst.extend_from_slice(&msg.body);
     Ok(())
 }
 
@@ -562,7 +562,7 @@ fn put_long(
     too_long: fn(usize) -> ProtoError,
 ) -> Result<(), ProtoError> {
     let at = dst.len();
-    dst.put_u16(0);
+    dst.extend_from_slice(&[0, 0]);
     put(dst);
     let len = dst.len() - at - 2;
     let len16 = u16::try_from(len).map_err(|_| too_long(len))?;

@@ -1,6 +1,6 @@
 //! [`Md5`]: erpc's `xfer/md5` filter.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5 as Hasher};
 
 use super::XferFilter;
@@ -62,8 +62,8 @@ impl XferFilter for Md5 {
 
     fn on_pack(&self, payload: Bytes) -> Result<Bytes, BoxError> {
         let mut out = BytesMut::with_capacity(payload.len() + DIGEST_LEN);
-        out.put_slice(&payload);
-        out.put_slice(&Hasher::digest(&payload));
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&Hasher::digest(&payload));
         Ok(out.freeze())
     }
 

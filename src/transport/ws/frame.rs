@@ -29,7 +29,7 @@ use std::{
     hash::{BuildHasher, Hasher},
 };
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 /// The largest header: 2 bytes, a 64-bit length, a mask.
 pub(super) const MAX_HEADER: usize = 14;
@@ -230,21 +230,21 @@ pub(super) fn put_header(
     mask: Option<[u8; 4]>,
 ) {
     out.reserve(MAX_HEADER);
-    out.put_u8(if fin { 0x80 } else { 0 } | opcode.bits());
+    out.extend_from_slice(&[if fin { 0x80 } else { 0 } | opcode.bits()]);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match len {
-        0..=125 => out.put_u8(mask_bit | len as u8),
+        0..=125 => out.extend_from_slice(&[mask_bit | len as u8]),
         126..=0xffff => {
-            out.put_u8(mask_bit | 126);
-            out.put_u16(len as u16);
+            out.extend_from_slice(&[mask_bit | 126]);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
         }
         _ => {
-            out.put_u8(mask_bit | 127);
-            out.put_u64(len as u64);
+            out.extend_from_slice(&[mask_bit | 127]);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
     if let Some(mask) = mask {
-        out.put_slice(&mask);
+        out.extend_from_slice(&mask);
     }
 }
 
@@ -258,7 +258,7 @@ pub(super) fn put_control(
     debug_assert!(opcode.is_control() && payload.len() <= MAX_CONTROL);
     put_header(out, true, opcode, payload.len(), mask);
     let start = out.len();
-    out.put_slice(payload);
+    out.extend_from_slice(payload);
     if let Some(mask) = mask {
         apply_mask(&mut out[start..], mask, 0);
     }
