@@ -116,11 +116,11 @@ impl Meta {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
         for (i, (k, v)) in self.pairs.iter().enumerate() {
             if i > 0 {
-                dst.extend_from_slice(&[b'&']);
+                dst.extend_from_slice(b"&");
             }
             escape::put_escaped(dst, k);
             if !v.is_empty() {
-                dst.extend_from_slice(&[b'=']);
+                dst.extend_from_slice(b"=");
                 escape::put_escaped(dst, v);
             }
         }

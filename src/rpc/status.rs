@@ -162,7 +162,7 @@ impl Status {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
         dst.extend_from_slice(b"code=");
         if self.code == 0 {
-            dst.extend_from_slice(&[b'0']);
+            dst.extend_from_slice(b"0");
         } else {
             // Writing to a BytesMut cannot fail.
             let _ = write!(dst, "{}", self.code);
