@@ -224,9 +224,10 @@ impl LengthCodec {
         }
     }
 
-    // Inlined into the driver, as `decode` below: a call returning its
-    // result through memory stalls the load that reads it back.
-    #[inline]
+    // Forced into the driver, as `decode` below (the hint was not taken):
+    // a call returning its result through memory stalls the load that
+    // reads it back, and the packet's frame is one `memcpy` either way.
+    #[inline(always)]
     fn encode_slice(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), LengthCodecError> {
         let len = payload.len();
         if len > self.max {
@@ -297,7 +298,7 @@ impl Decoder for LengthCodec {
     type Item = Bytes;
     type Error = LengthCodecError;
 
-    #[inline]
+    #[inline(always)]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, LengthCodecError> {
         // The header stays in `src` until the whole packet is there, so a
         // partial packet is always visible as buffered bytes (the driver
@@ -339,7 +340,7 @@ macro_rules! encode_as_slice {
         impl Encoder<$ty> for LengthCodec {
             type Error = LengthCodecError;
 
-            #[inline]
+            #[inline(always)]
             fn encode(&mut self, item: $ty, dst: &mut BytesMut) -> Result<(), LengthCodecError> {
                 self.encode_slice(item.as_ref(), dst)
             }
