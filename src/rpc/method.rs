@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 /// The longest method kept in place rather than in [`Bytes`]: what fits
 /// beside the length without making the type larger than `Bytes` itself.
-const INLINE: usize = 23;
+pub(crate) const INLINE: usize = 23;
 
 /// A service method (`/home/echo`): UTF-8 text. A literal costs no
 /// allocation (it points at the static text); one decoded from a frame
@@ -75,6 +75,16 @@ impl ServiceMethod {
         // scan (a method is at most 255 bytes on the wire), and keeps this
         // module free of `unsafe`.
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The whole in-place buffer of a short method (its bytes, then
+    /// padding), for a copy of a fixed size: a copy of the method's own
+    /// length is a `memcpy` call.
+    pub(crate) fn inline_buffer(&self) -> Option<&[u8; INLINE]> {
+        match &self.0 {
+            Repr::Inline { bytes, .. } => Some(bytes),
+            Repr::Shared(_) => None,
+        }
     }
 
     /// The text's bytes.

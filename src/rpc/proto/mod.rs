@@ -148,21 +148,26 @@ impl RawProto {
     fn parse(&self, mut frame: Bytes) -> Result<Message, ProtoError> {
         let n = usize::from(frame[4]);
         let pipe: XferPipe = frame[HEAD..HEAD + n].iter().copied().collect();
-        // Advanced in place rather than sliced: each slice of a shared
-        // buffer is a reference count to take and drop.
-        frame.advance(HEAD + n);
-        let mut payload = frame;
-        if n > 0 {
+        // Where the payload starts in `payload`: after the head in the
+        // frame itself, which is advanced once, past everything before the
+        // body, at the end (each `advance` here is a call, and the
+        // `Message` built after it reads the moved pointer back through
+        // memory).
+        let (mut payload, start) = if n > 0 {
             if let Some(&id) = pipe.ids().iter().find(|id| !self.filters.contains(**id)) {
                 return Err(ProtoError::UnknownXferFilter(id));
             }
-            payload = self
+            frame.advance(HEAD + n);
+            let unpacked = self
                 .filters
-                .unpack(&pipe, payload, self.max_len)
+                .unpack(&pipe, frame, self.max_len)
                 .map_err(ProtoError::XferFilter)?;
-        }
+            (unpacked, 0)
+        } else {
+            (frame, HEAD)
+        };
         let mut r = Fields {
-            payload: &payload,
+            payload: &payload[start..],
             at: 0,
         };
         let seq = parse_seq(r.take("seq_len")?)?;
@@ -180,11 +185,12 @@ impl RawProto {
             (status, Meta::parse(r.take_long("meta_len")?))
         };
         let body_codec = CodecId(r.u8("body_codec")?);
-        let body_at = r.at;
+        let body_at = start + r.at;
         // Copied in place when short, else a slice of the frame (nothing
         // at all when empty, as in replies).
-        let service_method = ServiceMethod::from_frame(&payload, method)
-            .map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
+        let service_method =
+            ServiceMethod::from_frame(&payload, start + method.start..start + method.end)
+                .map_err(|_| ProtoError::ServiceMethodNotUtf8)?;
         payload.advance(body_at);
         Ok(Message {
             seq,
@@ -222,12 +228,12 @@ impl RawProto {
         if ids.is_empty() {
             // The hot path: the payload goes straight into `dst`, after the
             // size and filter count written with its first fields.
-            put_payload(msg, dst, &[0, 0, 0, 0, n]).map_err(ProtoError::invalid_input)?;
+            put_payload(msg, dst, [0, 0, 0, 0, n]).map_err(ProtoError::invalid_input)?;
         } else {
             dst.extend_from_slice(&[0, 0, 0, 0, n]);
             dst.extend_from_slice(ids);
             let mut payload = BytesMut::new();
-            put_payload(msg, &mut payload, &[]).map_err(ProtoError::invalid_input)?;
+            put_payload(msg, &mut payload, []).map_err(ProtoError::invalid_input)?;
             let packed = self
                 .filters
                 .pack(&msg.xfer_pipe, payload.freeze())
@@ -496,27 +502,41 @@ fn seq_text(buf: &mut [u8], seq: i32) -> usize {
 /// OK status and empty metadata, most messages' own, everything up to the
 /// body is one write from a stack buffer; otherwise the seq, type and
 /// method are, and the status and metadata follow.
-fn put_payload(msg: &Message, dst: &mut BytesMut, lead: &[u8]) -> Result<(), ProtoError> {
+fn put_payload<const LEAD: usize>(
+    msg: &Message,
+    dst: &mut BytesMut,
+    lead: [u8; LEAD],
+) -> Result<(), ProtoError> {
     let method = msg.service_method.as_bytes();
     let method_len =
         u8::try_from(method.len()).map_err(|_| ProtoError::ServiceMethodTooLong(method.len()))?;
     // A little more than the common case needs, so the writes below stay
-    // within one reservation.
-    dst.reserve(lead.len() + SEQ_HEAD + method.len() + OK_NO_META.len() + 1 + msg.body.len());
+    // within one reservation (the head goes in whole, see below).
+    dst.reserve(HEAD_MAX + method.len() + msg.body.len());
     let mut head = [0u8; HEAD_MAX];
-    head[..lead.len()].copy_from_slice(lead);
-    let mut at = lead.len() + seq_text(&mut head[lead.len()..], msg.seq);
+    head[..LEAD].copy_from_slice(&lead);
+    let mut at = LEAD + seq_text(&mut head[LEAD..], msg.seq);
     head[at] = msg.mtype as u8;
     head[at + 1] = method_len;
     at += 2;
     let ok_no_meta = msg.status == Status::OK && msg.meta.is_empty();
     if ok_no_meta && method.len() <= METHOD_IN_HEAD {
-        head[at..at + method.len()].copy_from_slice(method);
+        // Copies of fixed sizes, inlined, rather than of the fields' own
+        // lengths (each a `memcpy` call): a short method's whole buffer
+        // (what follows it is overwritten next), then the whole head,
+        // cut back to its length.
+        match msg.service_method.inline_buffer() {
+            Some(buffer) => head[at..at + buffer.len()].copy_from_slice(buffer),
+            None if method.is_empty() => {}
+            None => head[at..at + method.len()].copy_from_slice(method),
+        }
         at += method.len();
         head[at..at + OK_NO_META.len()].copy_from_slice(OK_NO_META);
         at += OK_NO_META.len();
         head[at] = msg.body_codec.as_u8();
-        dst.extend_from_slice(&head[..=at]);
+        let end = dst.len() + at + 1;
+        dst.extend_from_slice(&head);
+        dst.truncate(end);
     } else {
         dst.extend_from_slice(&head[..at]);
         dst.extend_from_slice(method);
