@@ -40,6 +40,15 @@ enum Repr {
     Shared(Bytes),
 }
 
+/// A short service method's length and in-place bytes: two equal keys
+/// are the same method (a method's padding is always zeros, and a
+/// difference there would only make two equal methods compare unequal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InlineKey {
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
 impl ServiceMethod {
     /// No service method (what replies carry).
     pub const fn new() -> ServiceMethod {
@@ -83,6 +92,19 @@ impl ServiceMethod {
     pub(crate) fn inline_buffer(&self) -> Option<&[u8; INLINE]> {
         match &self.0 {
             Repr::Inline { bytes, .. } => Some(bytes),
+            Repr::Shared(_) => None,
+        }
+    }
+
+    /// A short method's in-place form, to remember and compare at a fixed
+    /// size (`==` compares slices through a `memcmp` call); `None` for a
+    /// long one.
+    pub(crate) fn inline_key(&self) -> Option<InlineKey> {
+        match &self.0 {
+            Repr::Inline { len, bytes } => Some(InlineKey {
+                len: *len,
+                bytes: *bytes,
+            }),
             Repr::Shared(_) => None,
         }
     }

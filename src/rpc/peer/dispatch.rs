@@ -14,7 +14,7 @@ use tower::Service;
 
 use crate::{
     rpc::{
-        router::RouteFuture,
+        router::{RouteCache, RouteFuture},
         session::{Conn, Redial},
         Message, MessageType, Session, XferPipe,
     },
@@ -85,6 +85,8 @@ pub(crate) struct Dispatch {
     /// Whether the connection's end was handled (on `Close`, or on drop
     /// for a session that ended without one): it is handled once.
     life: Life,
+    /// Where the last call's route was in the peer's router.
+    routes: RouteCache,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,7 @@ impl Dispatch {
             redial,
             failure: None,
             life: Life::Running,
+            routes: RouteCache::default(),
         }
     }
 
@@ -118,7 +121,7 @@ impl Dispatch {
             }
             MessageType::Call | MessageType::Push => {
                 self.conn.note_traffic(&msg);
-                match self.conn.peer.router.route(&msg) {
+                match self.conn.peer.router.route_cached(&msg, &mut self.routes) {
                     Some(route) if route.answers_checked() => EventFuture::Answer {
                         reply: route.dispatch_message(&self.conn, &mut msg),
                     },

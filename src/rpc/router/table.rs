@@ -12,28 +12,49 @@ use super::Route;
 /// wire, without checking it is UTF-8 again (the decoder did).
 #[derive(Clone, Default)]
 pub(crate) struct Table {
-    routes: HashMap<Box<[u8]>, Route, BuildHasherDefault<MethodHasher>>,
+    /// Each method's place in `routes`.
+    index: HashMap<Box<[u8]>, usize, BuildHasherDefault<MethodHasher>>,
+    /// The routes, at places that never change once the table is built,
+    /// so a session can remember one (see `RouteCache`).
+    routes: Vec<Route>,
 }
 
 impl Table {
     /// Routes `method` to `route`, replacing an earlier route.
     pub(crate) fn insert(&mut self, method: String, route: Route) {
-        self.routes
-            .insert(method.into_bytes().into_boxed_slice(), route);
+        let key = method.into_bytes().into_boxed_slice();
+        match self.index.get(&key) {
+            Some(&at) => self.routes[at] = route,
+            None => {
+                self.index.insert(key, self.routes.len());
+                self.routes.push(route);
+            }
+        }
     }
 
+    /// Where `method`'s route is.
+    pub(crate) fn position(&self, method: &[u8]) -> Option<usize> {
+        self.index.get(method).copied()
+    }
+
+    /// `method`'s route.
     pub(crate) fn get(&self, method: &[u8]) -> Option<&Route> {
-        self.routes.get(method)
+        self.position(method).and_then(|at| self.at(at))
+    }
+
+    /// The route at `at` (from `position`).
+    pub(crate) fn at(&self, at: usize) -> Option<&Route> {
+        self.routes.get(at)
     }
 
     pub(crate) fn contains(&self, method: &str) -> bool {
-        self.routes.contains_key(method.as_bytes())
+        self.index.contains_key(method.as_bytes())
     }
 
     /// The methods, sorted (for `Debug`).
     pub(crate) fn methods(&self) -> Vec<String> {
         let mut methods: Vec<String> = self
-            .routes
+            .index
             .keys()
             .map(|m| String::from_utf8_lossy(m).into_owned())
             .collect();
@@ -43,15 +64,18 @@ impl Table {
 
     /// The routes with their methods, taken out.
     pub(crate) fn into_routes(self) -> impl Iterator<Item = (String, Route)> {
-        self.routes
-            .into_iter()
-            .map(|(m, r)| (String::from_utf8_lossy(&m).into_owned(), r))
+        let mut routes: Vec<Option<Route>> = self.routes.into_iter().map(Some).collect();
+        self.index.into_iter().filter_map(move |(m, at)| {
+            let route = routes.get_mut(at)?.take()?;
+            Some((String::from_utf8_lossy(&m).into_owned(), route))
+        })
     }
 
     /// Every route replaced by what `wrap` makes of it.
-    pub(crate) fn map(self, mut wrap: impl FnMut(Route) -> Route) -> Table {
+    pub(crate) fn map(self, wrap: impl FnMut(Route) -> Route) -> Table {
         Table {
-            routes: self.routes.into_iter().map(|(m, r)| (m, wrap(r))).collect(),
+            index: self.index,
+            routes: self.routes.into_iter().map(wrap).collect(),
         }
     }
 }
