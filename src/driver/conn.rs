@@ -6,7 +6,7 @@
 //! | step      | what                                                        |
 //! |-----------|-------------------------------------------------------------|
 //! | queue     | `Session::send*` items encoded to `wbuf` (below high water)  |
-//! | dispatch  | finished calls' responses to `wbuf`; then the next event (`Open` first; then failure, reported error, tick, message): `poll_ready`, then `call` |
+//! | dispatch  | finished calls' responses to `wbuf`; then the next event (`Open` first; then failure, reported error, tick, message): `poll_ready`, then `call`, and a call in the pipeline's inline slot polled at once (its response to `wbuf` if it answered), all under one panic guard |
 //! | write     | `wbuf` to the socket, only when nothing else moved (batching) or above high water |
 //! | timer     | ticks, read timeout, write timeout, drain deadline, idle release |
 //!
