@@ -344,27 +344,40 @@ impl tokio_util::codec::Encoder<Bytes> for BoomOnEncode {
     }
 }
 
-/// An echo service recording like `Watch`; with `later` its future answers
-/// on its second poll, so the response is written from the pipeline
-/// rather than at once.
+/// When a recording echo's future answers a message.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// On its first poll.
+    AtOnce,
+    /// On its second poll, so the response is written from the pipeline
+    /// rather than as soon as the call returned.
+    NextPoll,
+    /// After a sleep: a slow handler.
+    After(Duration),
+}
+
+/// An echo service recording "open", "message:<utf8>", "error:<kind>:
+/// <display>" and "close", answering messages as `answer` says.
 fn recording_echo(
     log: Log,
-    later: bool,
+    answer: Answer,
 ) -> impl Service<Request<Bytes>, Response = Option<Bytes>, Error = Infallible, Future: Send>
        + Send
        + 'static {
     service_fn(move |req: Request<Bytes>| {
         let log = log.clone();
         async move {
-            if later {
-                tokio::task::yield_now().await;
-            }
             Ok(match req.event {
                 Event::Open => {
                     log.push("open");
                     None
                 }
                 Event::Message(pkg) => {
+                    match answer {
+                        Answer::AtOnce => {}
+                        Answer::NextPoll => tokio::task::yield_now().await,
+                        Answer::After(delay) => tokio::time::sleep(delay).await,
+                    }
                     log.push(format!("message:{}", text(&pkg)));
                     Some(pkg)
                 }
@@ -385,21 +398,16 @@ fn recording_echo(
 /// A panicking encoder fails its session with a codec error, and none of
 /// the half-written frame reaches the peer, whether the response was
 /// written as soon as the call returned or later from the pipeline.
-async fn a_panicking_encoder_is_contained(later: bool) {
+async fn a_panicking_encoder_is_contained(answer: Answer) {
     let log = Log::default();
     let server = bind(SessionConfig::default()).await;
     let l = log.clone();
     let server = server.serve(
         BoomOnEncode::default(),
-        new_session_fn(move |_: &Session| Ok::<_, BoxError>(recording_echo(l.clone(), later))),
+        new_session_fn(move |_: &Session| Ok::<_, BoxError>(recording_echo(l.clone(), answer))),
     );
-    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
-    echo(&mut victim, b"fine").await;
-    write_frame(&mut victim, b"boom").await;
     // EOF at once: the 4 header bytes written before the panic are gone.
-    expect_eof(&mut victim).await;
-    eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
-    let events = log.events();
+    let events = boom_closes_only_its_session(server, &log).await;
     assert_eq!(events.len(), 5, "{events:?}");
     assert_eq!(
         events[..3],
@@ -411,21 +419,35 @@ async fn a_panicking_encoder_is_contained(later: bool) {
         "not a contained encoder panic: {:?}",
         events[3]
     );
+}
+
+/// Sends `fine` (echoed) and then `boom` on one connection and expects the
+/// server to close it with nothing more written; then checks that a new
+/// connection is served, and shuts the server down. Returns the closed
+/// session's events.
+async fn boom_closes_only_its_session(server: ServerHandle, log: &Log) -> Vec<String> {
+    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
+    echo(&mut victim, b"fine").await;
+    write_frame(&mut victim, b"boom").await;
+    expect_eof(&mut victim).await;
+    eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
+    let events = log.events();
 
     let mut later_peer = TcpStream::connect(server.local_addr()).await.unwrap();
     echo(&mut later_peer, b"hello").await;
     drop(later_peer);
     within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
+    events
 }
 
 #[tokio::test]
 async fn an_encoder_panicking_on_a_response_answered_at_once_writes_none_of_it() {
-    a_panicking_encoder_is_contained(false).await;
+    a_panicking_encoder_is_contained(Answer::AtOnce).await;
 }
 
 #[tokio::test]
 async fn an_encoder_panicking_on_a_response_answered_later_writes_none_of_it() {
-    a_panicking_encoder_is_contained(true).await;
+    a_panicking_encoder_is_contained(Answer::NextPoll).await;
 }
 
 /// A response future that panics on its very first poll (an `async` block
@@ -438,7 +460,7 @@ async fn a_future_panicking_on_its_first_poll_fails_only_its_session() {
     let server = server.serve(
         LengthCodec::new(),
         new_session_fn(move |_: &Session| {
-            let mut echo = recording_echo(l.clone(), false);
+            let mut echo = recording_echo(l.clone(), Answer::AtOnce);
             Ok::<_, BoxError>(service_fn(move |req: Request<Bytes>| {
                 let boom = matches!(&req.event, Event::Message(p) if &p[..] == b"boom");
                 let answer = echo.call(req);
@@ -451,12 +473,7 @@ async fn a_future_panicking_on_its_first_poll_fails_only_its_session() {
             }))
         }),
     );
-    let mut victim = TcpStream::connect(server.local_addr()).await.unwrap();
-    echo(&mut victim, b"fine").await;
-    write_frame(&mut victim, b"boom").await;
-    expect_eof(&mut victim).await;
-    eventually(LIMIT, "the session closed", || log.count("close") == 1).await;
-    let events = log.events();
+    let events = boom_closes_only_its_session(server, &log).await;
     assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(events[..2], ["open", "message:fine"], "{events:?}");
     assert!(
@@ -466,11 +483,6 @@ async fn a_future_panicking_on_its_first_poll_fails_only_its_session() {
         events[2]
     );
     assert_eq!(events[3], "close", "{events:?}");
-
-    let mut other = TcpStream::connect(server.local_addr()).await.unwrap();
-    echo(&mut other, b"hello").await;
-    drop(other);
-    within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
 }
 
 // ----- 3. a panicking new-session callback ---------------------------------
@@ -521,33 +533,8 @@ async fn read_timeout_does_not_fire_while_a_slow_handler_holds_back_reading() {
     let server = server.serve(
         LengthCodec::new(),
         new_session_fn(move |_: &Session| {
-            let log = l.clone();
-            Ok::<_, BoxError>(service_fn(move |req: Request<Bytes>| {
-                let log = log.clone();
-                async move {
-                    let reply = match req.event {
-                        Event::Open => {
-                            log.push("open");
-                            None
-                        }
-                        Event::Message(pkg) => {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            log.push(format!("message:{}", text(&pkg)));
-                            Some(pkg)
-                        }
-                        Event::Error(e) => {
-                            log.push(format!("error:{}", e.kind()));
-                            None
-                        }
-                        Event::Close => {
-                            log.push("close");
-                            None
-                        }
-                        _ => None,
-                    };
-                    Ok::<_, Infallible>(reply)
-                }
-            }))
+            let slow = Answer::After(Duration::from_millis(500));
+            Ok::<_, BoxError>(recording_echo(l.clone(), slow))
         }),
     );
 
@@ -582,11 +569,12 @@ async fn read_timeout_does_not_fire_while_a_slow_handler_holds_back_reading() {
     })
     .await;
     let events = log.events();
-    assert_eq!(
-        events[expected.len()..],
-        ["error:read_timeout", "close"],
+    assert_eq!(events.len(), expected.len() + 2, "{events:?}");
+    assert!(
+        events[expected.len()].starts_with("error:read_timeout: "),
         "{events:?}"
     );
+    assert_eq!(events[expected.len() + 1], "close", "{events:?}");
     expect_eof(&mut c).await;
     within(LIMIT, server.shutdown(Duration::from_secs(1))).await;
 }
