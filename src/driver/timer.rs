@@ -68,8 +68,9 @@ where
 {
     /// Fires what is due and arms the timer for the next deadline.
     pub(super) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        // This turn's clock: the write just before this read it already
-        // when anything went out.
+        // The clock as last read in this poll, since the last turn that ran
+        // handlers (a write or a read in between read it already): at most
+        // a few turns of writing and timekeeping old.
         let now = self.now();
         let mut fired = false;
         let drain_deadline = match self.phase {

@@ -247,3 +247,33 @@ fn methods_short_and_long_encode_field_by_field() {
         }
     }
 }
+
+/// A decoded message's short method is kept in place and re-encoded from
+/// that buffer at a fixed size: the frame must come out byte for byte as
+/// the one it was decoded from, for every method length.
+#[test]
+fn a_decoded_message_re_encodes_to_the_same_bytes_for_every_method_length() {
+    let mut p = proto();
+    for len in 0..=255usize {
+        let method: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        for seq in [0, 35, -36, i32::MIN, i32::MAX] {
+            for status in [Status::OK, Status::new(7, "x")] {
+                let msg = Message::new(MessageType::Reply, seq, method.clone())
+                    .with_status(status)
+                    .with_body(CodecId::PLAIN, &b"body"[..]);
+                let first = encode(&mut p, msg).unwrap();
+                let mut buf = first.clone();
+                let decoded = p.decode(&mut buf).unwrap().expect("a whole frame");
+                assert_eq!(
+                    decoded.service_method.inline_buffer().is_some(),
+                    len <= crate::rpc::method::INLINE,
+                    "method of {len}"
+                );
+                let again = encode(&mut p, decoded).unwrap();
+                assert_eq!(&again[..], &first[..], "method of {len}, seq {seq}");
+            }
+        }
+    }
+}
