@@ -454,8 +454,22 @@ async fn an_encoder_panicking_on_a_response_answered_later_writes_none_of_it() {
 /// with no `.await` before the panic) fails only its own session.
 #[tokio::test]
 async fn a_future_panicking_on_its_first_poll_fails_only_its_session() {
+    a_future_panicking_on_its_first_poll_is_contained(SessionConfig::default()).await;
+}
+
+/// The same with several calls in flight in completion order, where the
+/// call takes the inline slot only when it is free.
+#[tokio::test]
+async fn a_future_panicking_on_its_first_poll_with_unordered_calls_fails_only_its_session() {
+    let config = SessionConfig::default()
+        .max_in_flight(4)
+        .ordered_responses(false);
+    a_future_panicking_on_its_first_poll_is_contained(config).await;
+}
+
+async fn a_future_panicking_on_its_first_poll_is_contained(config: SessionConfig) {
     let log = Log::default();
-    let server = bind(SessionConfig::default()).await;
+    let server = bind(config).await;
     let l = log.clone();
     let server = server.serve(
         LengthCodec::new(),
