@@ -65,16 +65,10 @@ where
 {
     type Output = (Kind, Result<T, Error>);
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let kind = *this.kind;
-        match catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => {
-                Poll::Ready((kind, r.map_err(|e| Error::Handler { source: e.into() })))
-            }
-            Err(payload) => Poll::Ready((kind, Err(panicked(payload)))),
-        }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let kind = self.kind;
+        catch_unwind(AssertUnwindSafe(|| self.as_mut().poll_unguarded(cx)))
+            .unwrap_or_else(|payload| Poll::Ready((kind, Err(panicked(payload)))))
     }
 }
 
@@ -96,7 +90,8 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
-    /// `poll` without the panic guard, for a caller inside one of its own.
+    /// `poll` without the panic guard, for a caller inside one of its own
+    /// (`poll` is this inside a guard).
     #[inline]
     pub(crate) fn poll_unguarded(
         self: Pin<&mut Self>,

@@ -49,6 +49,13 @@ pub(crate) struct InlineKey {
     bytes: [u8; INLINE],
 }
 
+impl InlineKey {
+    /// The whole in-place buffer: the method's bytes, then zeros.
+    pub(crate) fn buffer(&self) -> &[u8; INLINE] {
+        &self.bytes
+    }
+}
+
 impl ServiceMethod {
     /// No service method (what replies carry).
     pub const fn new() -> ServiceMethod {
@@ -86,19 +93,9 @@ impl ServiceMethod {
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
-    /// The whole in-place buffer of a short method (its bytes, then
-    /// padding), for a copy of a fixed size: a copy of the method's own
-    /// length is a `memcpy` call.
-    pub(crate) fn inline_buffer(&self) -> Option<&[u8; INLINE]> {
-        match &self.0 {
-            Repr::Inline { bytes, .. } => Some(bytes),
-            Repr::Shared(_) => None,
-        }
-    }
-
-    /// A short method's in-place form, to remember and compare at a fixed
-    /// size (`==` compares slices through a `memcmp` call); `None` for a
-    /// long one.
+    /// A short method's in-place form, to remember, compare and copy at a
+    /// fixed size (`==` on slices is a `memcmp` call, a copy of the
+    /// method's own length a `memcpy` call); `None` for a long one.
     pub(crate) fn inline_key(&self) -> Option<InlineKey> {
         match &self.0 {
             Repr::Inline { len, bytes } => Some(InlineKey {

@@ -525,8 +525,8 @@ fn put_payload<const LEAD: usize>(
         // lengths (each a `memcpy` call): a short method's whole buffer
         // (what follows it is overwritten next), then the whole head,
         // cut back to its length.
-        match msg.service_method.inline_buffer() {
-            Some(buffer) => head[at..at + buffer.len()].copy_from_slice(buffer),
+        match msg.service_method.inline_key() {
+            Some(key) => head[at..at + key.buffer().len()].copy_from_slice(key.buffer()),
             None if method.is_empty() => {}
             None => head[at..at + method.len()].copy_from_slice(method),
         }

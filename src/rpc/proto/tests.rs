@@ -267,7 +267,7 @@ fn a_decoded_message_re_encodes_to_the_same_bytes_for_every_method_length() {
                 let mut buf = first.clone();
                 let decoded = p.decode(&mut buf).unwrap().expect("a whole frame");
                 assert_eq!(
-                    decoded.service_method.inline_buffer().is_some(),
+                    decoded.service_method.inline_key().is_some(),
                     len <= crate::rpc::method::INLINE,
                     "method of {len}"
                 );

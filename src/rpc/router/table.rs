@@ -64,11 +64,15 @@ impl Table {
 
     /// The routes with their methods, taken out.
     pub(crate) fn into_routes(self) -> impl Iterator<Item = (String, Route)> {
-        let mut routes: Vec<Option<Route>> = self.routes.into_iter().map(Some).collect();
-        self.index.into_iter().filter_map(move |(m, at)| {
-            let route = routes.get_mut(at)?.take()?;
-            Some((String::from_utf8_lossy(&m).into_owned(), route))
-        })
+        // The map holds each place in `routes` once: in place order, the
+        // methods pair up with the routes.
+        let mut methods: Vec<(usize, Box<[u8]>)> =
+            self.index.into_iter().map(|(m, at)| (at, m)).collect();
+        methods.sort_unstable_by_key(|(at, _)| *at);
+        methods
+            .into_iter()
+            .zip(self.routes)
+            .map(|((_, m), r)| (String::from_utf8_lossy(&m).into_owned(), r))
     }
 
     /// Every route replaced by what `wrap` makes of it.
