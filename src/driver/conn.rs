@@ -350,6 +350,7 @@ where
                 return Poll::Ready(());
             }
             if !progress {
+                self.give_back_rbuf();
                 return Poll::Pending;
             }
         }

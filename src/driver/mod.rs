@@ -7,6 +7,7 @@ mod conn;
 mod dispatch;
 mod pipeline;
 mod read;
+mod spare;
 mod timer;
 mod write;
 

@@ -11,7 +11,10 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::conn::{Conn, ReadSide, Stage, HIGH_WATER};
+use super::{
+    conn::{Conn, ReadSide, Stage, HIGH_WATER},
+    spare::Spare,
+};
 use crate::{
     budget::MIN_GRANT,
     error::panic_message,
@@ -120,6 +123,13 @@ where
                 Poll::Pending
             } else {
                 let limit = self.read_grant(cx)?;
+                if !T::FRAMED && self.rbuf.capacity() == 0 {
+                    // A session that gave its buffer back borrows the
+                    // thread's (see `spare`).
+                    if let Some(spare) = Spare::Read.take() {
+                        self.rbuf = spare;
+                    }
+                }
                 self.io.poll_read_into(cx, &mut self.rbuf, limit)
             };
             if self.io.take_activity() {
@@ -317,6 +327,15 @@ where
     pub(super) fn idle_release_at(&self) -> Option<Instant> {
         (self.buffers_used && self.rbuf.is_empty() && self.wbuf.is_empty())
             .then(|| self.last_io + IDLE_RELEASE)
+    }
+
+    /// The session is about to wait: a stream's read buffer with nothing
+    /// left in it, and no packet still holding part of it, goes back to
+    /// the thread for the next session to read into (see `spare`).
+    pub(super) fn give_back_rbuf(&mut self) {
+        if !T::FRAMED {
+            Spare::Read.give(&mut self.rbuf);
+        }
     }
 
     /// An idle session keeps no buffers: they come back when data flows.

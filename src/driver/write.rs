@@ -13,13 +13,9 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::{
     conn::{Conn, Stage, WriteSide},
     read::contain,
+    spare::{Spare, CHUNK},
 };
 use crate::{session::queue::Outbound, transport::Transport, BoxError};
-
-/// First allocation of the write buffer: a whole batch's worth, as for
-/// the read buffer (a smaller one is copied as it grows); given back when
-/// the session goes quiet.
-const WRITE_CHUNK: usize = 64 * 1024;
 
 impl<T, C, R, W> Conn<T, C, R, W>
 where
@@ -93,6 +89,9 @@ where
         }
         let mut taken = 0;
         let mut failure = None;
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = new_wbuf();
+        }
         while self.wbuf.len() < limit {
             let item = match self.backlog.pop_front() {
                 Some(item) => item,
@@ -179,12 +178,18 @@ where
                 }
             }
         }
-        if self.wbuf.is_empty() {
-            // Written bytes are skipped, not removed: without this the next
-            // batch would be encoded after them, each batch walking on
-            // through the whole chunk (memory long out of cache) instead of
-            // reusing its start. Allocates nothing.
-            let _ = self.wbuf.try_reclaim(WRITE_CHUNK);
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            if T::FRAMED {
+                // Written bytes are skipped, not removed: without this the
+                // next batch would be encoded after them, each batch
+                // walking on through the whole chunk (memory long out of
+                // cache) instead of reusing its start. Allocates nothing.
+                let _ = self.wbuf.try_reclaim(CHUNK);
+            } else {
+                // All written: the buffer goes back to the thread, for the
+                // next session with output (see `spare`).
+                Spare::Write.give(&mut self.wbuf);
+            }
         }
         // Counted and stamped once per call, not per message.
         let mut progress = writes > 0;
@@ -226,6 +231,14 @@ where
     }
 }
 
+/// A write buffer for a session that has none: the thread's spare, or a
+/// new one.
+fn new_wbuf() -> BytesMut {
+    Spare::Write
+        .take()
+        .unwrap_or_else(|| BytesMut::with_capacity(CHUNK))
+}
+
 /// Whose panic guard an encode runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Guard {
@@ -251,7 +264,7 @@ where
     C::Error: Into<BoxError>,
 {
     if wbuf.capacity() == 0 {
-        wbuf.reserve(WRITE_CHUNK);
+        *wbuf = new_wbuf();
     }
     let before = wbuf.len();
     let failed: BoxError = match guard {
