@@ -1,0 +1,134 @@
+//! Counting allocations: sessions on one thread take turns with the
+//! thread's read and write buffers rather than each holding its own, and a
+//! packet a handler keeps is never overwritten by another session reading
+//! into the buffer it came from. Alone in its own test binary because the
+//! counting allocator is process-wide.
+
+use std::{
+    alloc::System,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use getty::{
+    codec::LengthCodec, new_session_fn, BoxError, EventListener, ListenerService, Server,
+    ServerHandle, Session,
+};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Echoes each packet; when `kept` is given, keeps it too.
+struct Echo(Option<Arc<Mutex<Vec<Bytes>>>>);
+
+impl EventListener<Bytes> for Echo {
+    fn on_message(&mut self, _: &Session, pkg: Bytes) -> Option<Bytes> {
+        if let Some(kept) = &self.0 {
+            kept.lock().expect("not poisoned").push(pkg.clone());
+        }
+        Some(pkg)
+    }
+}
+
+async fn echo_server(kept: Option<Arc<Mutex<Vec<Bytes>>>>) -> ServerHandle {
+    let server = Server::builder().bind("127.0.0.1:0").await.expect("bind");
+    server.serve(
+        LengthCodec::new(),
+        new_session_fn(move |_: &Session| {
+            Ok::<_, BoxError>(ListenerService::new(Echo(kept.clone())))
+        }),
+    )
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+async fn round_trip(client: &mut TcpStream, payload: &[u8]) {
+    let frame = frame(payload);
+    client.write_all(&frame).await.expect("write");
+    let mut echo = vec![0u8; frame.len()];
+    tokio::time::timeout(LIMIT, client.read_exact(&mut echo))
+        .await
+        .expect("an echo in time")
+        .expect("read");
+    assert_eq!(echo, frame, "the echo is the packet sent");
+}
+
+const SESSIONS: usize = 100;
+
+#[tokio::test(flavor = "current_thread")]
+async fn sessions_taking_turns_hold_the_threads_buffers_not_a_pair_each() {
+    let server = echo_server(None).await;
+    let mut clients = Vec::with_capacity(SESSIONS);
+    let region = Region::new(GLOBAL);
+    for _ in 0..SESSIONS {
+        clients.push(
+            TcpStream::connect(server.local_addr())
+                .await
+                .expect("connect"),
+        );
+    }
+    // Every session reads and writes, in turn.
+    for round in 0..3u8 {
+        for client in &mut clients {
+            round_trip(client, &[round; 500]).await;
+        }
+    }
+    let change = region.change();
+    let held = change.bytes_allocated as isize - change.bytes_deallocated as isize
+        + change.bytes_reallocated;
+
+    // A read and a write buffer of its own for each session that read and
+    // wrote would hold 100 × 2 × 64 KiB, 12.5 MiB. Taking turns with the
+    // thread's, the sessions hold what a session is (a few KiB each) and the
+    // thread's two buffers.
+    assert!(
+        held < 2 * 1024 * 1024,
+        "100 sessions that each read and wrote hold {held} bytes"
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_packet_is_not_overwritten_while_other_sessions_read_and_write() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let server = echo_server(Some(Arc::clone(&kept))).await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(
+            TcpStream::connect(server.local_addr())
+                .await
+                .expect("connect"),
+        );
+    }
+    // Each client's packets are distinct (client, round) fills; the
+    // sessions take turns on the one thread while every packet is kept.
+    let payload = |client: usize, round: usize| vec![(client * 31 + round) as u8; 300 + client];
+    for round in 0..40 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            round_trip(client, &payload(i, round)).await;
+        }
+    }
+    let kept = kept.lock().expect("not poisoned");
+    assert_eq!(kept.len(), 8 * 40);
+    for (n, packet) in kept.iter().enumerate() {
+        let (round, client) = (n / 8, n % 8);
+        assert_eq!(
+            packet[..],
+            payload(client, round)[..],
+            "kept packet {n} (client {client}, round {round}) changed"
+        );
+    }
+    server.shutdown(Duration::from_secs(5)).await;
+}
