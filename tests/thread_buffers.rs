@@ -120,7 +120,7 @@ async fn a_kept_packet_is_not_overwritten_while_other_sessions_read_and_write() 
             round_trip(client, &payload(i, round)).await;
         }
     }
-    let kept = kept.lock().expect("not poisoned");
+    let kept = kept.lock().expect("not poisoned").clone();
     assert_eq!(kept.len(), 8 * 40);
     for (n, packet) in kept.iter().enumerate() {
         let (round, client) = (n / 8, n % 8);
