@@ -16,15 +16,13 @@ use getty::{
     ServerHandle, Session,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
+
+mod common;
+use common::{read_frame, write_frame};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-const LIMIT: Duration = Duration::from_secs(10);
 
 /// Echoes each packet; when `kept` is given, keeps it too.
 struct Echo(Option<Arc<Mutex<Vec<Bytes>>>>);
@@ -48,21 +46,14 @@ async fn echo_server(kept: Option<Arc<Mutex<Vec<Bytes>>>>) -> ServerHandle {
     )
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(payload);
-    frame
-}
-
+/// Sends `payload` as one frame and checks that it comes back.
 async fn round_trip(client: &mut TcpStream, payload: &[u8]) {
-    let frame = frame(payload);
-    client.write_all(&frame).await.expect("write");
-    let mut echo = vec![0u8; frame.len()];
-    tokio::time::timeout(LIMIT, client.read_exact(&mut echo))
-        .await
-        .expect("an echo in time")
-        .expect("read");
-    assert_eq!(echo, frame, "the echo is the packet sent");
+    write_frame(client, payload).await;
+    assert_eq!(
+        read_frame(client).await,
+        payload,
+        "the echo is the packet sent"
+    );
 }
 
 const SESSIONS: usize = 100;
