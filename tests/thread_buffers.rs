@@ -11,9 +11,15 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use getty::{
-    codec::LengthCodec, new_session_fn, BoxError, EventListener, ListenerService, Server,
-    ServerHandle, Session,
+    codec::LengthCodec,
+    new_session_fn,
+    rpc::{
+        codec::{CodecId, Raw},
+        CallCtx, Peer, Router, Status,
+    },
+    BoxError, EventListener, ListenerService, Server, ServerHandle, Session,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::net::TcpStream;
@@ -121,5 +127,67 @@ async fn a_kept_packet_is_not_overwritten_while_other_sessions_read_and_write() 
             "kept packet {n} (client {client}, round {round}) changed"
         );
     }
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn rpc_echo(_: CallCtx, body: Raw) -> Result<Raw, Status> {
+    Ok(body)
+}
+
+/// An RPC client with a call in flight on each of many sessions: a
+/// session's driver reads its reply and waits again before the caller's
+/// task takes the reply, so the read buffer is still shared with the
+/// reply's body when the session would give it back. The unused rest of
+/// it is lent on to the next session instead of each reply costing a
+/// fresh buffer.
+#[tokio::test(flavor = "current_thread")]
+async fn replies_waiting_for_their_callers_do_not_cost_a_read_buffer_each() {
+    const CLIENTS: usize = 20;
+    const ROUNDS: usize = 25;
+    let server = Peer::builder()
+        .router(Router::new().call("/echo", rpc_echo))
+        .build();
+    let addr = server
+        .listen("127.0.0.1:0")
+        .await
+        .expect("listen")
+        .local_addr();
+    let client = Peer::builder().build();
+    let mut sessions = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        sessions.push(client.dial(addr.to_string()).await.expect("dial"));
+    }
+    let body = |i: usize, round: usize| Bytes::from(vec![(i * 7 + round) as u8; 581]);
+    let call_all = |round: usize| {
+        join_all(
+            sessions
+                .iter()
+                .enumerate()
+                .map(move |(i, session)| async move {
+                    let Raw(reply) = session
+                        .call("/echo", Raw(body(i, round)))
+                        .codec(CodecId::PLAIN)
+                        .await
+                        .expect("echoed");
+                    assert_eq!(reply, body(i, round), "session {i}'s own reply");
+                }),
+        )
+    };
+    // Every session has read and written once: their state is in place.
+    call_all(0).await;
+    let region = Region::new(GLOBAL);
+    for round in 1..=ROUNDS {
+        call_all(round).await;
+    }
+    let per_call = region.change().bytes_allocated / (CLIENTS * ROUNDS);
+
+    // A 64 KiB read buffer per reply would be over 65,536 bytes a call;
+    // what a call needs of its own (its body, the queue's and the table's
+    // entries) is a few KiB.
+    assert!(
+        per_call < 16 * 1024,
+        "{per_call} bytes allocated per call (client and server together)"
+    );
+    client.shutdown(Duration::from_secs(5)).await;
     server.shutdown(Duration::from_secs(5)).await;
 }

@@ -219,7 +219,8 @@ struct Conn {
 
 impl Conn {
     /// Keeps `depth` calls in flight on one connection: each reply checked
-    /// and counted is followed by a new call, until `stop`.
+    /// and counted is followed by a new call, until `stop`. At depth 1 the
+    /// calls are simply awaited one after another.
     async fn drive<F, Fut>(self, call: F) -> Result<(), String>
     where
         F: Fn(Bytes) -> Fut,
@@ -230,6 +231,19 @@ impl Conn {
             let reply = call(bodies.make(seq));
             async move { bodies.check(&reply.await?, seq) }
         };
+        if self.depth == 1 {
+            // Each call awaited in turn. A `FuturesUnordered` of one would
+            // yield to the runtime after every poll of a new call (it yields
+            // once it has polled as many futures as it holds), costing each
+            // library's client a second poll of this task per call.
+            let mut seq = 0;
+            while !self.stop.load(Ordering::Relaxed) {
+                checked(seq).await?;
+                self.received.fetch_add(1, Ordering::Relaxed);
+                seq += 1;
+            }
+            return Ok(());
+        }
         let mut in_flight = FuturesUnordered::new();
         for seq in 0..self.depth as u64 {
             in_flight.push(checked(seq));

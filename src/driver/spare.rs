@@ -12,11 +12,19 @@
 //! the one case that matters here, and it costs idle sessions nothing:
 //! they hold no buffer.
 //!
-//! A buffer is only given back when no one else holds part of it: a read
-//! buffer whose packets are all dropped, a write buffer all written. A
-//! session whose socket is full, or whose packets a handler still holds,
-//! keeps its buffer; the next session then gets one of its own, and the
-//! first of them to finish gives its buffer back (the others' are freed).
+//! A buffer is given back when it is empty. If no one else holds part of
+//! it (a read buffer whose packets were all dropped, a write buffer all
+//! written), it goes back whole, from the start of its memory. If packets
+//! split off it are still held (replies on their way to their callers'
+//! tasks), only its unused tail is lent, when at least `MIN_TAIL` is left:
+//! the next session reads into the memory after those packets, which stay
+//! untouched, as one session reading into its own buffer would. Without
+//! that, a client whose sessions each read a reply before the caller takes
+//! it (one call in flight per session, many sessions per thread) allocated
+//! and freed a 64 KiB buffer per reply. A session whose socket is full, or
+//! whose buffer holds part of a packet, keeps its buffer; the next session
+//! then gets one of its own, and the first of them to finish gives its
+//! buffer back (the others' are freed).
 //!
 //! Stream transports only: a message transport's buffers hold whole
 //! messages, split off and handed on.
@@ -32,6 +40,10 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 /// A buffer that grew past this (a large packet) is not kept for the
 /// thread: its memory goes back to the allocator with it.
 const KEEP_AT_MOST: usize = 4 * CHUNK;
+
+/// The least unused room a buffer still shared with packets must have to be
+/// lent on: less, and the next read would allocate anyway.
+const MIN_TAIL: usize = 16 * 1024;
 
 thread_local! {
     static READ: Cell<Option<BytesMut>> = const { Cell::new(None) };
@@ -59,15 +71,20 @@ impl Spare {
         self.slot().try_with(Cell::take).ok().flatten()
     }
 
-    /// Gives back `buf` if it is empty and no one else holds part of its
-    /// memory: it becomes the thread's spare, or is freed when the thread
-    /// has one already. True when it was taken (`buf` is then empty with
-    /// no capacity); false leaves it as it was.
+    /// Gives back `buf` if it is empty: whole if no one else holds part of
+    /// its memory, else its unused tail if that is at least `MIN_TAIL`. It
+    /// becomes the thread's spare, or is freed when the thread has one
+    /// already. True when it was taken (`buf` is then empty with no
+    /// capacity); false leaves it as it was.
     pub(crate) fn give(self, buf: &mut BytesMut) -> bool {
+        if !buf.is_empty() {
+            return false;
+        }
         // Bytes read or written are skipped, not removed: the next user
         // must start at the chunk's start, not walk on through memory long
-        // out of cache. Allocates nothing; fails while the memory is shared.
-        if !buf.is_empty() || !buf.try_reclaim(CHUNK) {
+        // out of cache. Allocates nothing; fails while the memory is
+        // shared, and then only a roomy tail is worth lending.
+        if !buf.try_reclaim(CHUNK) && buf.capacity() < MIN_TAIL {
             return false;
         }
         let buf = std::mem::take(buf);
@@ -106,19 +123,37 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_still_shared_or_not_empty_is_kept() {
+    fn a_buffer_not_empty_or_shared_with_little_room_is_kept() {
         let mut buf = BytesMut::with_capacity(CHUNK);
         buf.extend_from_slice(&[1; 100]);
-        assert!(!Spare::Read.give(&mut buf));
-        let packet = buf.split_to(100).freeze();
+        assert!(!Spare::Read.give(&mut buf), "it holds unread bytes");
+        buf.extend_from_slice(&vec![2; CHUNK - MIN_TAIL + 1 - 100]);
+        let packet = buf.split().freeze();
+        assert!(buf.capacity() < MIN_TAIL);
         assert!(
             !Spare::Read.give(&mut buf),
-            "a packet still holds its memory"
+            "a packet still holds its memory and the tail is too small to lend"
         );
         assert!(buf.capacity() > 0);
         drop(packet);
         assert!(Spare::Read.give(&mut buf));
-        assert!(Spare::Read.take().is_some());
+        let again = Spare::Read.take().expect("the buffer given");
+        assert!(again.capacity() >= CHUNK, "taken back whole");
+    }
+
+    #[test]
+    fn the_tail_of_a_buffer_still_shared_is_lent_and_its_packets_kept() {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        buf.extend_from_slice(&[3; 600]);
+        let packet = buf.split().freeze();
+        let tail_start = buf.as_ptr() as usize;
+        assert!(Spare::Read.give(&mut buf), "the tail is lent");
+        assert_eq!(buf.capacity(), 0);
+        let mut lent = Spare::Read.take().expect("the tail given");
+        assert_eq!(lent.as_ptr() as usize, tail_start, "after the packet");
+        lent.extend_from_slice(&[4; 600]);
+        assert_eq!(packet[..], [3; 600][..], "the packet is untouched");
+        assert_eq!(lent[..], [4; 600][..]);
     }
 
     #[test]
