@@ -42,7 +42,9 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 const KEEP_AT_MOST: usize = 4 * CHUNK;
 
 /// The least unused room a buffer still shared with packets must have to be
-/// lent on: less, and the next read would allocate anyway.
+/// lent on. A stream read wants 8 KiB of room (else it reserves a fresh
+/// buffer), so a smaller tail would serve a read or two before its taker
+/// allocates anyway; the session keeps it instead.
 const MIN_TAIL: usize = 16 * 1024;
 
 thread_local! {
